@@ -1,0 +1,82 @@
+// The typed, frozen configuration every part of mcp-front reads. Built once by load.ts.
+
+export type ProviderKind = 'google' | 'github' | 'oidc' | 'dev';
+
+export interface OAuthConfig {
+  readonly issuer: string;
+  readonly gcpProject?: string;
+  readonly provider: ProviderKind;
+  readonly clientId?: string;
+  readonly clientSecret?: string;
+  readonly oidcIssuer?: string;
+  readonly allowedDomains: readonly string[];
+  readonly allowedEmails: readonly string[];
+  readonly allowedGroups: readonly string[];
+  readonly allowedOrgs: readonly string[];
+  readonly allowedLogins: readonly string[];
+  /** All durations are milliseconds. */
+  readonly tokenTtl: number;
+  readonly refreshTtl: number;
+  readonly refreshGrace: number;
+  readonly codeTtl: number;
+  readonly sessionTtl: number;
+  readonly storage: 'sqlite' | 'firestore';
+  readonly dataDir: string;
+  readonly firestoreDatabase: string;
+  readonly scopes: readonly string[];
+}
+
+interface RouteCommon {
+  /** "/notion": the URL prefix, and (without the slash) the route's name. */
+  readonly path: string;
+  readonly name: string;
+  readonly timeout: number;
+  readonly idleTimeout: number;
+  readonly maxSessionsPerUser: number;
+}
+
+export interface StdioRouteConfig extends RouteCommon {
+  readonly type: 'stdio';
+  readonly command: readonly string[];
+  readonly environment: Readonly<Record<string, string>>;
+  readonly inheritEnv: readonly string[];
+  readonly image?: string;
+}
+
+export interface HttpRouteConfig extends RouteCommon {
+  readonly type: 'http';
+  /** Absent only while a dev_backend has not been started yet. */
+  readonly backend?: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly googleIdTokenAudience?: string;
+  readonly devBackend?: { readonly command: readonly string[]; readonly path: string };
+}
+
+export type RouteConfig = StdioRouteConfig | HttpRouteConfig;
+
+export interface ServerConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly healthPath: string;
+  readonly allowedOrigins: readonly string[];
+}
+
+export interface Config {
+  readonly oauth: OAuthConfig;
+  readonly routes: readonly RouteConfig[];
+  readonly server: ServerConfig;
+  /** Where the config was read from, for messages. */
+  readonly source: string;
+}
+
+/** True for hosts that never leave the machine: the only ones `provider: dev` may run on. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** The URLs a client may name as the RFC 8707 resource of a route, canonical form first. */
+export function routeResources(issuer: string, route: Pick<RouteConfig, 'path'>): string[] {
+  const base = issuer + route.path;
+  return [`${base}/mcp`, base, `${base}/sse`];
+}

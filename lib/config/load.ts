@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { configSchema } from './schema.ts';
+import { isLoopbackHost, type Config, type RouteConfig } from './config.ts';
+
+/** A user error in the configuration: printed as is, never with a stack trace. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replaces ${VAR} (and ${VAR:-default}) in every string of the parsed YAML. */
+export function interpolate(value: unknown, env: Env, path = ''): unknown {
+  if (typeof value === 'string') {
+    return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${path || 'config'}: environment variable ${name} is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, `${path}[${i}]`));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k)]));
+  }
+  return value;
+}
+
+function issuePath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const where = issuePath(issue.path);
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((k) => `${where ? `${where}.` : ''}${k}: unknown key`).join('\n');
+      }
+      if (issue.code === 'invalid_union' && 'discriminator' in issue) {
+        return `${where.endsWith('type') ? where : `${where}.type`}: must be "stdio" or "http"`;
+      }
+      return `${where || 'config'}: ${issue.message}`;
+    })
+    .join('\n');
+}
+
+/** Parses YAML text into a validated, frozen Config. */
+export function parseConfig(text: string, env: Env = process.env, source = '<inline>'): Config {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    if (err instanceof YAMLParseError) throw new ConfigError(`${source}: not valid YAML: ${err.message}`);
+    throw err;
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: must be a YAML mapping with oauth, routes and server`);
+  let interpolated: unknown;
+  try {
+    interpolated = interpolate(raw, env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`);
+    throw err;
+  }
+  const result = configSchema.safeParse(interpolated);
+  if (!result.success) throw new ConfigError(`${source}: invalid configuration\n${describeIssues(result.error)}`);
+  const c = result.data;
+
+  const issuerHost = new URL(c.oauth.issuer).hostname;
+  if (c.oauth.provider === 'dev' && !isLoopbackHost(issuerHost)) {
+    throw new ConfigError(`${source}: oauth.provider: "dev" signs anyone in and is only allowed when the issuer is on loopback (issuer host is ${issuerHost})`);
+  }
+  if (['google', 'github', 'oidc'].includes(c.oauth.provider) && (!c.oauth.client_id || !c.oauth.client_secret)) {
+    throw new ConfigError(`${source}: oauth.client_id and oauth.client_secret are required for provider "${c.oauth.provider}"`);
+  }
+  if (c.oauth.provider === 'oidc' && !c.oauth.oidc_issuer) throw new ConfigError(`${source}: oauth.oidc_issuer is required for provider "oidc"`);
+  const seen = new Set<string>();
+  c.routes.forEach((r, i) => {
+    if (seen.has(r.path)) throw new ConfigError(`${source}: routes[${i}].path: "${r.path}" is used by another route`);
+    seen.add(r.path);
+    if (r.type === 'http' && r.dev_backend && !isLoopbackHost(issuerHost)) {
+      throw new ConfigError(`${source}: routes[${i}].dev_backend: only allowed when the issuer is on loopback`);
+    }
+  });
+
+  const routes: RouteConfig[] = c.routes.map((r) => {
+    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user };
+    if (r.type === 'stdio') {
+      return { ...common, type: 'stdio', command: r.command, environment: r.environment, inheritEnv: r.inherit_env, image: r.image };
+    }
+    return {
+      ...common,
+      type: 'http',
+      backend: r.backend,
+      headers: r.headers,
+      googleIdTokenAudience: r.google_id_token_audience,
+      devBackend: r.dev_backend,
+    };
+  });
+
+  const o = c.oauth;
+  return deepFreeze({
+    source,
+    oauth: {
+      issuer: o.issuer,
+      gcpProject: o.gcp_project,
+      provider: o.provider,
+      clientId: o.client_id,
+      clientSecret: o.client_secret,
+      oidcIssuer: o.oidc_issuer,
+      allowedDomains: o.allowed_domains.map((d) => d.toLowerCase()),
+      allowedEmails: o.allowed_emails.map((e) => e.toLowerCase()),
+      allowedGroups: o.allowed_groups,
+      allowedOrgs: o.allowed_orgs,
+      allowedLogins: o.allowed_logins,
+      tokenTtl: o.token_ttl,
+      refreshTtl: o.refresh_ttl,
+      refreshGrace: o.refresh_grace,
+      codeTtl: o.code_ttl,
+      sessionTtl: o.session_ttl,
+      storage: o.storage,
+      dataDir: o.data_dir,
+      firestoreDatabase: o.firestore_database,
+      scopes: o.scopes,
+    },
+    routes,
+    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, allowedOrigins: c.server.allowed_origins },
+  });
+}
+
+/** Reads and parses a config file; every failure is a ConfigError naming the file. */
+export function loadConfig(file: string, env: Env = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read config (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return parseConfig(text, env, file);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

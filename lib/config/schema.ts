@@ -1,0 +1,101 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+// The YAML schema: the seed's, extended. Every object is strict so a typo is an error
+// that names its path instead of a setting silently ignored.
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (use e.g. 30s, 5m, 1h, 30d or seconds)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const routePath = z
+  .string()
+  .regex(/^\/[a-z0-9][a-z0-9-]{0,48}$/, 'must be "/" followed by lowercase letters, digits and dashes (it names a Cloud Run service)')
+  .refine((p) => !p.endsWith('-'), 'must not end with a dash')
+  .refine((p) => !['/.well-known', '/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/jwks.json', '/signin', '/health'].includes(p), 'is reserved for the authorization server');
+
+const environment = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name'), z.string());
+
+const routeCommon = {
+  path: routePath,
+  timeout: duration.prefault('5m'),
+  idle_timeout: duration.prefault('15m'),
+  max_sessions_per_user: z.number().int().positive().default(20),
+};
+
+const stdioRoute = z
+  .object({
+    ...routeCommon,
+    type: z.literal('stdio'),
+    command: z.array(z.string().min(1)).min(1, 'needs the program to run'),
+    environment: environment.default({}),
+    /** Names of the gateway's own environment variables the child may see (nothing else is inherited). */
+    inherit_env: z.array(z.string()).default([]),
+    image: z.string().optional(),
+  })
+  .strict();
+
+const httpRoute = z
+  .object({
+    ...routeCommon,
+    type: z.literal('http'),
+    backend: z.url({ protocol: /^https?$/ }).optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+    /** Authenticate to a private Cloud Run backend with a Google-signed ID token for this audience. */
+    google_id_token_audience: z.string().optional(),
+    /** Local work only: `serve` starts this backend itself, on a free loopback port passed as $PORT. */
+    dev_backend: z.object({ command: z.array(z.string().min(1)).min(1), path: z.string().default('/mcp') }).strict().optional(),
+  })
+  .strict()
+  .refine((r) => r.backend !== undefined || r.dev_backend !== undefined, { message: 'an http route needs a backend URL (or a dev_backend for local work)', path: ['backend'] });
+
+const route = z.discriminatedUnion('type', [stdioRoute, httpRoute]);
+
+export const configSchema = z
+  .object({
+    oauth: z
+      .object({
+        issuer: z.url({ protocol: /^https?$/ }).refine((u) => !u.endsWith('/'), 'must not end with "/"'),
+        gcp_project: z.string().optional(),
+        provider: z.enum(['google', 'github', 'oidc', 'dev']).default('dev'),
+        client_id: z.string().optional(),
+        client_secret: z.string().optional(),
+        oidc_issuer: z.url().optional(),
+        allowed_domains: z.array(z.string().min(1)).default([]),
+        allowed_emails: z.array(z.string().min(1)).default([]),
+        allowed_groups: z.array(z.string().min(1)).default([]),
+        allowed_orgs: z.array(z.string().min(1)).default([]),
+        allowed_logins: z.array(z.string().min(1)).default([]),
+        token_ttl: duration.prefault('1h'),
+        refresh_ttl: duration.prefault('30d'),
+        refresh_grace: duration.prefault('60s'),
+        code_ttl: duration.prefault('60s'),
+        session_ttl: duration.prefault('12h'),
+        storage: z.enum(['sqlite', 'firestore']).default('sqlite'),
+        data_dir: z.string().default('.data'),
+        firestore_database: z.string().default('(default)'),
+        scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).default(['mcp']),
+      })
+      .strict(),
+    routes: z.array(route).default([]),
+    server: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
+        /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
+        allowed_origins: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080, health_path: '/health', allowed_origins: [] }),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;

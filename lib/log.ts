@@ -1,0 +1,44 @@
+// Structured JSON logs in Cloud Logging's format (one object a line on stdout/stderr).
+// Never log tokens, secrets, tool arguments or results: callers pass only what is safe.
+
+export type Severity = 'DEBUG' | 'INFO' | 'NOTICE' | 'WARNING' | 'ERROR';
+
+export interface Logger {
+  log(severity: Severity, message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+}
+
+const ORDER: Record<Severity, number> = { DEBUG: 0, INFO: 1, NOTICE: 2, WARNING: 3, ERROR: 4 };
+
+export function createLogger(options: { minimum?: Severity; write?: (line: string) => void; base?: Record<string, unknown> } = {}): Logger {
+  const minimum = ORDER[options.minimum ?? 'INFO'];
+  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const base = options.base ?? {};
+  const logger: Logger = {
+    log(severity, message, fields) {
+      if (ORDER[severity] < minimum) return;
+      write(JSON.stringify({ severity, message, ...base, ...fields, time: new Date().toISOString() }));
+    },
+    info: (m, f) => logger.log('INFO', m, f),
+    warn: (m, f) => logger.log('WARNING', m, f),
+    error: (m, f) => logger.log('ERROR', m, f),
+    child: (fields) => createLogger({ ...options, base: { ...base, ...fields } }),
+  };
+  return logger;
+}
+
+/** A logger that keeps lines in memory, for tests that assert what was (not) logged. */
+export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ minimum: 'DEBUG', write: (line) => lines.push(JSON.parse(line)) });
+  return Object.assign(logger, { lines });
+}
+
+export const silentLogger: Logger = createLogger({ write: () => {} });
+
+export function describeError(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

@@ -1,0 +1,75 @@
+import { exportJWK, generateKeyPair, importJWK, calculateJwkThumbprint, type JWK } from 'jose';
+import type { Clock } from '../clock.ts';
+import type { Store } from '../store/store.ts';
+
+export const SIGNING_ALG = 'ES256';
+
+export interface SigningKey {
+  readonly kid: string;
+  readonly privateKey: CryptoKey;
+  readonly publicJwk: JWK;
+}
+
+/** The current signing key plus the previous ones still published so their tokens verify until they expire. */
+export interface KeySet {
+  readonly current: SigningKey;
+  readonly published: readonly JWK[];
+}
+
+interface StoredKey {
+  [key: string]: unknown;
+  privateJwk: JWK;
+  createdAt: number;
+  retiredAt?: number;
+}
+
+async function toSigningKey(privateJwk: JWK): Promise<SigningKey> {
+  const privateKey = (await importJWK(privateJwk, SIGNING_ALG)) as CryptoKey;
+  const { d: _d, ...pub } = privateJwk;
+  return { kid: privateJwk.kid!, privateKey, publicJwk: { ...pub, alg: SIGNING_ALG, use: 'sig' } };
+}
+
+export async function generateSigningJwk(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  jwk.kid = await calculateJwkThumbprint(jwk);
+  return jwk;
+}
+
+const CURRENT = 'current';
+
+/**
+ * Local mode: the signing key lives in the store (document `keys/current`), generated on
+ * first start; retired keys stay under their kid until their tokens have expired. A key
+ * from the environment (production: Secret Manager, MCP_FRONT_SIGNING_KEY) takes precedence.
+ */
+export async function loadKeySet(store: Store, clock: Clock, options: { fromEnv?: string } = {}): Promise<KeySet> {
+  if (options.fromEnv) {
+    const jwk = JSON.parse(options.fromEnv) as JWK;
+    if (!jwk.kid) jwk.kid = await calculateJwkThumbprint(jwk);
+    const current = await toSigningKey(jwk);
+    return { current, published: [current.publicJwk] };
+  }
+  let stored = await store.get<StoredKey>('keys', CURRENT);
+  if (!stored) {
+    // Instances starting together race here: the first create wins and the others read it back.
+    await store.create('keys', CURRENT, { privateJwk: await generateSigningJwk(), createdAt: clock.now() });
+    stored = (await store.get<StoredKey>('keys', CURRENT))!;
+  }
+  const current = await toSigningKey(stored.privateJwk);
+  const retired = await store.find<StoredKey>('keys', 'retired', true);
+  const previous = await Promise.all(retired.map(async (r) => (await toSigningKey(r.doc.privateJwk)).publicJwk));
+  return { current, published: [current.publicJwk, ...previous.filter((k) => k.kid !== current.kid)] };
+}
+
+/** `mcp-front keys rotate`: a new current key; the old one stays published for `retainFor` ms (the token TTL). */
+export async function rotateSigningKey(store: Store, clock: Clock, retainFor: number): Promise<string> {
+  const privateJwk = await generateSigningJwk();
+  const now = clock.now();
+  await store.transaction(async (tx) => {
+    const old = await tx.get<StoredKey>('keys', CURRENT);
+    if (old) tx.put('keys', old.privateJwk.kid!, { ...old, retired: true, retiredAt: now }, { expiresAt: now + retainFor });
+    tx.put('keys', CURRENT, { privateJwk, createdAt: now });
+  });
+  return privateJwk.kid!;
+}
