@@ -88,7 +88,8 @@ export const configSchema = z
     server: z
       .object({
         host: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(8080),
+        // A string too, so `port: ${PORT:-8080}` works after interpolation.
+        port: z.union([z.number(), z.string().regex(/^\d+$/, 'must be a port number').transform(Number)]).pipe(z.number().int().min(0).max(65535)).default(8080),
         health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),

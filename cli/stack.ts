@@ -1,0 +1,89 @@
+import type { Config, HttpRouteConfig, RouteConfig } from '../lib/config/config.ts';
+import { routeResources } from '../lib/config/config.ts';
+import { systemClock, type Clock } from '../lib/clock.ts';
+import type { Logger } from '../lib/log.ts';
+import { json, type Handler } from '../lib/http/types.ts';
+import { serveHandler } from '../lib/http/node-server.ts';
+import { buildUrlMap, resolveBackend } from '../lib/urlmap.ts';
+import { openStore } from '../lib/store/open.ts';
+import type { Store } from '../lib/store/store.ts';
+import { StoreUnavailableError } from '../lib/store/store.ts';
+import { loadKeySet } from '../lib/tokens/keys.ts';
+import { createAccessTokenVerifier } from '../lib/tokens/access-token.ts';
+import { createOAuthApp } from '../functions/oauth/app.ts';
+import { createRouteService } from '../services/route/app.ts';
+import { startDevBackend, type DevBackend } from './dev-backend.ts';
+
+// The whole gateway in one process, for `serve`: the OAuth handlers and one route service
+// per route behind an in-process router that applies the load balancer's URL map.
+
+export interface RunningStack {
+  readonly issuer: string;
+  readonly port: number;
+  readonly store: Store;
+  readonly routes: ReadonlyArray<{ route: RouteConfig; connectorUrl: string }>;
+  /** Stops accepting, ends every session and child, stops dev backends, closes the store. */
+  close(): Promise<void>;
+}
+
+export async function startStack(config: Config, options: { log: Logger; clock?: Clock; store?: Store }): Promise<RunningStack> {
+  const clock = options.clock ?? systemClock;
+  const log = options.log;
+  const store = options.store ?? (await openStore(config.oauth, clock));
+  const cleanups: Array<() => Promise<void>> = [() => store.close()];
+  const closeAll = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err: unknown) => log.error('shutdown step failed', { error: String(err) }));
+  };
+  try {
+    const keys = await loadKeySet(store, clock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+    const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: [...keys.published], clock });
+    const oauth = createOAuthApp({ config, store, keys, clock, log });
+
+    const devBackends: DevBackend[] = [];
+    cleanups.push(async () => void (await Promise.all(devBackends.map((b) => b.stop()))));
+    const routes = await Promise.all(
+      config.routes.map(async (route): Promise<RouteConfig> => {
+        if (route.type !== 'http' || !route.devBackend) return route;
+        const backend = await startDevBackend(route, log);
+        devBackends.push(backend);
+        return { ...route, backend: backend.url } satisfies HttpRouteConfig;
+      }),
+    );
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route, store, verifier, clock, log: log.child({ route: route.path }) })]));
+    cleanups.push(async () => void (await Promise.all([...services.values()].map((s) => s.close()))));
+
+    const urlMap = buildUrlMap({ routes });
+    const health = config.server.healthPath;
+    const handler: Handler = async (req, ctx) => {
+      const { pathname } = new URL(req.url);
+      if (pathname === health) return json({ status: 'ok' });
+      if (pathname === `${health}/ready`) {
+        try {
+          await store.ping();
+          return json({ status: 'ready', store: store.kind });
+        } catch (err) {
+          if (err instanceof StoreUnavailableError) return json({ status: 'unavailable', store: store.kind }, 503, { 'retry-after': '5' });
+          throw err;
+        }
+      }
+      const backend = resolveBackend(urlMap, pathname);
+      if (!backend) return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
+      if (backend.kind === 'oauth') return oauth(req, ctx);
+      return services.get(backend.route.path)!.handle(req, ctx);
+    };
+
+    const server = await serveHandler(handler, { host: config.server.host, port: config.server.port, log });
+    // Registered last so it runs first: stop taking requests before ending sessions.
+    cleanups.push(() => server.close());
+    return {
+      issuer: config.oauth.issuer,
+      port: server.port,
+      store,
+      routes: routes.map((route) => ({ route, connectorUrl: routeResources(config.oauth.issuer, route)[0]! })),
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

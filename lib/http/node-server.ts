@@ -1,0 +1,122 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Handler, RequestContext } from './types.ts';
+import type { Logger } from '../log.ts';
+
+// The node:http adapter: a few lines between Node's server and the web-standard handlers.
+// It streams both ways (SSE is written chunk by chunk, never buffered) and aborts the
+// Request's signal when the client goes away so handlers can stop work and reap children.
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  log: Logger;
+  /** Behind Google's load balancer the client address is the first X-Forwarded-For hop. */
+  trustProxy?: boolean;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  readonly server: Server;
+  /** Stops accepting connections and waits for open ones to finish (idle keep-alive sockets are closed). */
+  close(): Promise<void>;
+}
+
+/** Thrown when the port is taken, so entrypoints can say so without a stack trace. */
+export class PortInUseError extends Error {
+  override readonly name = 'PortInUseError';
+  constructor(host: string, port: number) {
+    super(`port ${port} on ${host} is already in use: stop the other process or choose another port (server.port / --port)`);
+  }
+}
+
+function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Request {
+  const headers = new Headers();
+  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+  return new Request(base + req.url, {
+    method: req.method,
+    headers,
+    signal,
+    body: hasBody ? (Readable.toWeb(req) as ReadableStream<Uint8Array>) : undefined,
+    // @ts-expect-error `duplex` is required by undici for streamed bodies but missing from lib.dom's RequestInit
+    duplex: 'half',
+  });
+}
+
+async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  response.headers.forEach((value, key) => {
+    if (key !== 'set-cookie') headers[key] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  res.writeHead(response.status, headers);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  const onClose = () => void reader.cancel().catch(() => undefined);
+  res.once('close', onClose);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) await new Promise<void>((resolve) => res.once('drain', resolve).once('close', resolve));
+      if (res.destroyed) break;
+    }
+  } finally {
+    res.off('close', onClose);
+    res.end();
+  }
+}
+
+export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'log' | 'trustProxy'>) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const forwarded = options.trustProxy ? req.headers['x-forwarded-for'] : undefined;
+    const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
+    const traceHeader = req.headers['x-cloud-trace-context'];
+    const ctx: RequestContext = { clientIp, trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
+    const base = `http://${req.headers.host ?? 'localhost'}`;
+    let request: Request;
+    try {
+      request = toRequest(req, base, abort.signal);
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
+      return;
+    }
+    handler(request, ctx)
+      .then((response) => writeResponse(response, res))
+      .catch((err: unknown) => {
+        options.log.error('unhandled error in request handler', { error: err instanceof Error ? err.stack : String(err), path: req.url?.split('?')[0] });
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
+        else res.destroy();
+      });
+  };
+}
+
+/** Serves `handler` on host:port (0 = any free port). */
+export function serveHandler(handler: Handler, options: ServeOptions): Promise<RunningServer> {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, toNodeListener(handler, options));
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new PortInUseError(options.host, options.port) : err));
+    server.listen(options.port, options.host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : options.port;
+      resolve({
+        port,
+        server,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

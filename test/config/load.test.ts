@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { ConfigError, parseConfig } from '../../lib/config/load.ts';
+import { parseDuration } from '../../lib/config/duration.ts';
+
+const base = `
+oauth:
+  issuer: http://127.0.0.1:8080
+routes:
+  - path: /db
+    type: stdio
+    command: [node, server.js]
+    environment: { DATABASE_URL: "\${DATABASE_URL}" }
+    timeout: 5m
+  - path: /notion
+    type: http
+    backend: https://notion.example.com/mcp
+`;
+
+function errorOf(text: string, env: Record<string, string> = { DATABASE_URL: 'postgres://x' }): string {
+  try {
+    parseConfig(text, env, 'test.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseDuration', () => {
+  it.each([
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h30m', 5_400_000],
+    ['3600', 3_600_000],
+    [3600, 3_600_000],
+    ['250ms', 250],
+    ['30d', 2_592_000_000],
+  ])('reads %s as %d ms', (input, ms) => expect(parseDuration(input)).toBe(ms));
+
+  it.each(['', '5x', 'm5', '1h 30m', '-5s', 'five'])('refuses %j', (input) => expect(parseDuration(input)).toBeUndefined());
+});
+
+describe('parseConfig', () => {
+  it('reads the seed schema into typed milliseconds and defaults', () => {
+    const config = parseConfig(base, { DATABASE_URL: 'postgres://db' });
+    expect(config.oauth.provider).toBe('dev');
+    expect(config.oauth.tokenTtl).toBe(3_600_000);
+    expect(config.oauth.refreshGrace).toBe(60_000);
+    expect(config.routes[0]).toMatchObject({ name: 'db', type: 'stdio', timeout: 300_000, environment: { DATABASE_URL: 'postgres://db' } });
+    expect(config.routes[1]).toMatchObject({ name: 'notion', type: 'http', backend: 'https://notion.example.com/mcp' });
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, healthPath: '/health', allowedOrigins: [] });
+    expect(Object.isFrozen(config.oauth.allowedDomains)).toBe(true);
+  });
+
+  it('names the missing environment variable and where it is used', () => {
+    expect(errorOf(base, {})).toBe('test.yaml: routes[0].environment.DATABASE_URL: environment variable DATABASE_URL is not set');
+  });
+
+  it('uses ${VAR:-default} when the variable is unset', () => {
+    const config = parseConfig(base.replace('${DATABASE_URL}', '${DATABASE_URL:-sqlite://local}'), {});
+    expect((config.routes[0] as { environment: Record<string, string> }).environment.DATABASE_URL).toBe('sqlite://local');
+  });
+
+  it.each([
+    ['an unknown key', base.replace('timeout: 5m', 'timout: 5m'), 'routes[0].timout: unknown key'],
+    ['a bad duration', base.replace('timeout: 5m', 'timeout: 5 minutes'), 'routes[0].timeout: "5 minutes" is not a duration'],
+    ['an unknown route type', base.replace('type: http', 'type: grpc'), 'routes[1].type: must be "stdio" or "http"'],
+    ['an http route without backend', base.replace('    backend: https://notion.example.com/mcp\n', ''), 'routes[1].backend: an http route needs a backend URL'],
+    ['a non-http backend', base.replace('https://notion.example.com/mcp', 'ftp://notion.example.com'), 'routes[1].backend:'],
+    ['a duplicate path', base.replace('path: /notion', 'path: /db'), 'routes[1].path: "/db" is used by another route'],
+    ['a reserved path', base.replace('path: /notion', 'path: /token'), 'routes[1].path: is reserved'],
+    ['an uppercase path', base.replace('path: /notion', 'path: /Notion'), 'routes[1].path: must be "/" followed by lowercase'],
+    ['a stdio route without command', base.replace('    command: [node, server.js]\n', ''), 'routes[0].command:'],
+    ['an issuer with a trailing slash', base.replace('8080', '8080/'), 'oauth.issuer: must not end with "/"'],
+    ['a bad port', base + 'server:\n  port: http\n', 'server.port:'],
+    ['an unknown provider', base.replace('oauth:\n', 'oauth:\n  provider: okta\n'), 'oauth.provider:'],
+    ['invalid YAML', 'oauth: [', 'not valid YAML'],
+    ['a YAML list instead of a mapping', '- a\n- b\n', 'must be a YAML mapping'],
+  ])('refuses %s, naming the key path', (_name, text, expected) => {
+    expect(errorOf(text)).toContain(expected);
+  });
+
+  it('refuses the dev sign-in on a public issuer', () => {
+    expect(errorOf(base.replace('http://127.0.0.1:8080', 'https://mcp.example.com'))).toContain('oauth.provider: "dev" signs anyone in and is only allowed when the issuer is on loopback');
+  });
+
+  it('requires upstream client credentials for google', () => {
+    expect(errorOf(base.replace('http://127.0.0.1:8080', 'https://mcp.example.com\n  provider: google'))).toContain('oauth.client_id and oauth.client_secret are required');
+  });
+
+  it('loads the bundled local example with no environment', () => {
+    const config = parseConfig(readFileSync('examples/local.yaml', 'utf8'), {});
+    expect(config.oauth.issuer).toBe('http://127.0.0.1:8080');
+    expect(config.routes.map((r) => `${r.path}:${r.type}`)).toEqual(['/demo:stdio', '/demo-http:http']);
+  });
+});
