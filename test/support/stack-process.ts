@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../../cli/dev-backend.ts';
+
+// Starts `mcp-front serve` as a real process on a free loopback port, the way a user does.
+
+export interface StackProcess {
+  readonly baseUrl: string;
+  readonly pid: number;
+  readonly dataDir: string;
+  output(): string;
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export const CLI = join(import.meta.dirname, '../../cli/mcp-front.ts');
+
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** Writes `yaml` to a temp file (or uses examples/local.yaml when omitted) and starts serve. */
+export async function startStackProcess(options: { yaml?: string; env?: Record<string, string> } = {}): Promise<StackProcess> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-test-'));
+  const args = [CLI, 'serve'];
+  if (options.yaml) {
+    const file = join(dataDir, 'config.yaml');
+    writeFileSync(file, options.yaml);
+    args.push('--config', file);
+  }
+  const child = spawn(process.execPath, args, {
+    cwd: join(import.meta.dirname, '../..'),
+    env: { ...process.env, MCP_FRONT_PORT: String(port), MCP_FRONT_DATA_DIR: dataDir, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+  child.stderr!.setEncoding('utf8').on('data', (t: string) => (out += t));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start within 30 s:\n${out}`)), 30_000);
+    const check = () => {
+      if (out.includes('mcp-front is up')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before it was up:\n${out}`));
+    });
+  });
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    dataDir,
+    output: () => out,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exitOf(child);
+    },
+  };
+}
