@@ -33,10 +33,29 @@ interface RouteCommon {
   readonly timeout: number;
   readonly idleTimeout: number;
   readonly maxSessionsPerUser: number;
+  readonly cloudRun: CloudRunSettings;
+}
+
+/** How Cloud Run runs a route's service (`deploy` only). */
+export interface CloudRunSettings {
+  readonly minInstances: number;
+  readonly maxInstances: number;
+  readonly concurrency: number;
+  readonly cpu: string;
+  readonly memory: string;
+}
+
+export interface DeployConfig {
+  readonly region: string;
+  readonly repository: string;
+  /** Environment variables (named in the config as ${VAR}) that come from Secret Manager: VAR → secret. */
+  readonly secrets: Readonly<Record<string, string>>;
+  readonly functionMinInstances: number;
 }
 
 export interface StdioRouteConfig extends RouteCommon {
   readonly type: 'stdio';
+  /** Empty when only `image` is given: on Cloud Run the image's entrypoint is the command. */
   readonly command: readonly string[];
   readonly environment: Readonly<Record<string, string>>;
   readonly inheritEnv: readonly string[];
@@ -65,6 +84,7 @@ export interface Config {
   readonly oauth: OAuthConfig;
   readonly routes: readonly RouteConfig[];
   readonly server: ServerConfig;
+  readonly deploy: DeployConfig;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

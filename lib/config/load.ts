@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema } from './schema.ts';
-import { isLoopbackHost, type Config, type RouteConfig } from './config.ts';
+import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig } from './config.ts';
 
 /** A user error in the configuration: printed as is, never with a stack trace. */
 export class ConfigError extends Error {
@@ -89,9 +89,9 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
   });
 
   const routes: RouteConfig[] = c.routes.map((r) => {
-    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user };
+    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user, cloudRun: cloudRunSettings(r.cloud_run) };
     if (r.type === 'stdio') {
-      return { ...common, type: 'stdio', command: r.command, environment: r.environment, inheritEnv: r.inherit_env, image: r.image };
+      return { ...common, type: 'stdio', command: r.command ?? [], environment: r.environment, inheritEnv: r.inherit_env, image: r.image };
     }
     return {
       ...common,
@@ -130,7 +130,12 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     },
     routes,
     server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, allowedOrigins: c.server.allowed_origins },
+    deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
+}
+
+function cloudRunSettings(c: { min_instances: number; max_instances: number; concurrency: number; cpu: string; memory: string }): CloudRunSettings {
+  return { minInstances: c.min_instances, maxInstances: c.max_instances, concurrency: c.concurrency, cpu: c.cpu, memory: c.memory };
 }
 
 /** Reads and parses a config file; every failure is a ConfigError naming the file. */

@@ -23,24 +23,41 @@ const routePath = z
 
 const environment = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name'), z.string());
 
+/** How Cloud Run runs the route's service; ignored by `serve`. */
+const cloudRun = z
+  .object({
+    min_instances: z.number().int().min(0).default(0),
+    max_instances: z.number().int().min(1).default(10),
+    /** Concurrent requests per instance; SSE streams hold one each, so keep it high. */
+    concurrency: z.number().int().min(1).max(1000).default(250),
+    cpu: z.string().regex(/^\d+(\.\d+)?$|^\d+m$/, 'must be a CPU count like 1 or 500m').default('1'),
+    memory: z.string().regex(/^\d+(Mi|Gi)$/, 'must be like 512Mi or 2Gi').default('512Mi'),
+  })
+  .strict()
+  .prefault({});
+
 const routeCommon = {
   path: routePath,
   timeout: duration.prefault('5m'),
   idle_timeout: duration.prefault('15m'),
   max_sessions_per_user: z.number().int().positive().default(20),
+  cloud_run: cloudRun,
 };
 
 const stdioRoute = z
   .object({
     ...routeCommon,
     type: z.literal('stdio'),
-    command: z.array(z.string().min(1)).min(1, 'needs the program to run'),
+    /** Optional when `image` is given: on Cloud Run the image's own entrypoint and cmd are the command. */
+    command: z.array(z.string().min(1)).min(1, 'needs the program to run').optional(),
     environment: environment.default({}),
     /** Names of the gateway's own environment variables the child may see (nothing else is inherited). */
     inherit_env: z.array(z.string()).default([]),
-    image: z.string().optional(),
+    /** The stdio server's container image, for `deploy` (the bridge is layered onto it). */
+    image: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'is not a container image reference').optional(),
   })
-  .strict();
+  .strict()
+  .refine((r) => r.command !== undefined || r.image !== undefined, { message: 'a stdio route needs a command (or an image whose entrypoint is the server)', path: ['command'] });
 
 const httpRoute = z
   .object({
@@ -85,6 +102,19 @@ export const configSchema = z
       })
       .strict(),
     routes: z.array(route).default([]),
+    /** Where and how `mcp-front deploy` puts the gateway on Google Cloud. */
+    deploy: z
+      .object({
+        region: z.string().regex(/^[a-z]+-[a-z]+\d+$/, 'is not a Google Cloud region like europe-west1').default('us-central1'),
+        /** Artifact Registry repository (Docker) for the stdio routes' images. */
+        repository: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).default('mcp-front'),
+        /** Environment variables the config refers to that live in Secret Manager: VAR → secret name. */
+        secrets: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name'), z.string().regex(/^[A-Za-z0-9_-]{1,255}$/, 'is not a secret name')).default({}),
+        /** OAuth function settings. */
+        function_min_instances: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .prefault({}),
     server: z
       .object({
         host: z.string().default('127.0.0.1'),
