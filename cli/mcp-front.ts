@@ -5,12 +5,14 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { PortInUseError } from '../lib/http/node-server.ts';
 import type { Config } from '../lib/config/config.ts';
-import { serve } from './serve.ts';
+import { generateSigningJwk } from '../lib/tokens/keys.ts';
+import { DeployError } from './deploy-error.ts';
 
-const DEFAULT_CONFIG = resolve(fileURLToPath(import.meta.url), '../../examples/local.yaml');
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const DEFAULT_CONFIG = resolve(ROOT, 'examples/local.yaml');
 
 /** Errors a user can fix: printed as one clear message, no stack trace, exit 1. */
-const USER_ERRORS = [ConfigError, PortInUseError];
+const USER_ERRORS = [ConfigError, PortInUseError, DeployError];
 
 function port(value: string): number {
   const n = Number(value);
@@ -30,7 +32,30 @@ program
   .option('-c, --config <file>', 'YAML config', DEFAULT_CONFIG)
   .option('-p, --port <port>', 'listen port (overrides server.port)', port)
   .action(async (options: { config: string; port?: number }) => {
+    const { serve } = await import('./serve.ts'); // loaded on use: `connect` must start fast
     await serve(withPort(loadConfig(options.config), options.port));
+  });
+
+program
+  .command('deploy')
+  .description('put the gateway on Google Cloud from the same YAML: print the plan (default) or apply it')
+  .requiredOption('-c, --config <file>', 'YAML config')
+  .option('--plan', 'print every command and generated file, run nothing (the default)')
+  .option('--apply', 'run the plan, skipping what already exists; stops at the first failure')
+  .option('--out <dir>', 'where generated files go, relative to the repository root', 'build/deploy')
+  .action(async (options: { config: string; apply?: boolean; out: string }) => {
+    const { loadDeployConfig } = await import('../infra/service-config.ts');
+    const deploy = { ...loadDeployConfig(options.config, process.env), env: process.env, root: ROOT, outDir: options.out, out: (line: string) => process.stdout.write(`${line}\n`) };
+    const { applyDeploy, printPlan } = await import('./deploy.ts');
+    if (options.apply) await applyDeploy(deploy);
+    else printPlan(deploy);
+  });
+
+program
+  .command('keygen')
+  .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
+  .action(async () => {
+    process.stdout.write(`${JSON.stringify(await generateSigningJwk())}\n`);
   });
 
 try {

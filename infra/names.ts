@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import type { Config, RouteConfig } from '../lib/config/config.ts';
+import { ConfigError } from '../lib/config/load.ts';
+
+// Names of the Google Cloud resources a config turns into, and the checks that must pass
+// before anything is created: a plan that fails half-way is worse than no plan.
+
+/** Cloud Run's limit on a service name (it becomes part of a DNS label). */
+const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$/;
+/** Cloud Run's maximum request timeout. */
+export const MAX_CLOUD_RUN_TIMEOUT_MS = 60 * 60 * 1000;
+
+export const FUNCTION_NAME = 'mcp-front-oauth';
+export const SIGNING_KEY_SECRET = 'mcp-front-signing-key';
+export const LB = {
+  address: 'mcp-front-ip',
+  urlMap: 'mcp-front-url-map',
+  redirectMap: 'mcp-front-http-redirect',
+  certificate: 'mcp-front-cert',
+  httpsProxy: 'mcp-front-https-proxy',
+  httpProxy: 'mcp-front-http-proxy',
+  httpsRule: 'mcp-front-https',
+  httpRule: 'mcp-front-http',
+} as const;
+
+export function serviceName(route: Pick<RouteConfig, 'name'>): string {
+  return `mcp-route-${route.name}`;
+}
+
+/** Service account ids are 6–30 characters: long route names keep a prefix and a stable hash. */
+function accountId(base: string): string {
+  if (base.length <= 30) return base;
+  const hash = createHash('sha256').update(base).digest('hex').slice(0, 6);
+  return `${base.slice(0, 23).replace(/-+$/, '')}-${hash}`;
+}
+
+export function serviceAccount(project: string, owner: 'oauth' | RouteConfig): string {
+  const id = owner === 'oauth' ? 'mcp-front-oauth' : accountId(`mcp-route-${owner.name}`);
+  return `${id}@${project}.iam.gserviceaccount.com`;
+}
+
+export function negName(owner: 'oauth' | RouteConfig): string {
+  return owner === 'oauth' ? 'mcp-front-oauth-neg' : `${serviceName(owner)}-neg`;
+}
+
+export function backendServiceName(owner: 'oauth' | RouteConfig): string {
+  return owner === 'oauth' ? 'mcp-front-oauth-backend' : `${serviceName(owner)}-backend`;
+}
+
+export function imageName(config: Config, project: string, route: RouteConfig): string {
+  return `${config.deploy.region}-docker.pkg.dev/${project}/${config.deploy.repository}/${serviceName(route)}:latest`;
+}
+
+/** Everything about the config that Google Cloud would refuse, reported together, before any command runs. */
+export function checkDeployable(config: Config): { project: string; domain: string } {
+  const problems: string[] = [];
+  const project = config.oauth.gcpProject;
+  if (!project) problems.push('oauth.gcp_project: required to deploy (the Google Cloud project id)');
+  const issuer = new URL(config.oauth.issuer);
+  if (issuer.protocol !== 'https:') problems.push(`oauth.issuer: must be https to deploy behind the load balancer (is ${config.oauth.issuer})`);
+  if (issuer.pathname !== '/') problems.push('oauth.issuer: must be an origin without a path: the load balancer serves the authorization server at the root');
+  if (config.oauth.provider === 'dev') problems.push('oauth.provider: "dev" is for local work; choose google, github or oidc');
+  if (config.oauth.clientSecret !== undefined && !Object.keys(config.deploy.secrets).length) {
+    problems.push('oauth.client_secret: write it as ${VAR} and map VAR to a Secret Manager secret under deploy.secrets, so it never sits in plain text in the service config');
+  }
+  config.routes.forEach((route, i) => {
+    const where = `routes[${i}]`;
+    if (!SERVICE_NAME.test(serviceName(route))) {
+      problems.push(`${where}.path: "${route.path}" makes the Cloud Run service name "${serviceName(route)}", which must be at most 49 lowercase letters, digits or dashes, starting with a letter`);
+    }
+    if (route.timeout > MAX_CLOUD_RUN_TIMEOUT_MS) problems.push(`${where}.timeout: Cloud Run allows at most 60m per request`);
+    if (route.type === 'stdio' && route.command.length === 0 && !route.image) problems.push(`${where}: a stdio route needs a command or an image`);
+    if (route.type === 'http' && !route.backend) problems.push(`${where}.backend: required to deploy (dev_backend is local only)`);
+    if (route.type === 'http' && route.backend && new URL(route.backend).protocol !== 'https:') problems.push(`${where}.backend: must be https outside local work`);
+  });
+  if (problems.length) throw new ConfigError(`${config.source}: cannot deploy\n${problems.join('\n')}`);
+  return { project: project!, domain: issuer.hostname };
+}

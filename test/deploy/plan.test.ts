@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../lib/config/load.ts';
+import { buildDeployPlan } from '../../infra/plan.ts';
+import { renderPlan } from '../../infra/render.ts';
+import { loadDeployConfig } from '../../infra/service-config.ts';
+
+// The plan is pinned by golden files: a change to what `deploy` would run shows up as a
+// readable diff of test/deploy/golden/*.txt. Regenerate with UPDATE_GOLDEN=1 after review.
+
+const EXAMPLES = ['http-google', 'stdio-images', 'mixed-github'];
+const GOLDEN = join(import.meta.dirname, 'golden');
+const ENV = { PATH: process.env.PATH };
+
+function planFor(example: string) {
+  const { config, text } = loadDeployConfig(`examples/deploy/${example}.yaml`, ENV);
+  return buildDeployPlan({ config, text, env: ENV, outDir: 'build/deploy' });
+}
+
+describe('deploy plan', () => {
+  it.each(EXAMPLES)('matches the golden plan for examples/deploy/%s.yaml', (example) => {
+    const text = renderPlan(planFor(example));
+    const file = join(GOLDEN, `${example}.txt`);
+    if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
+      mkdirSync(GOLDEN, { recursive: true });
+      writeFileSync(file, text);
+    }
+    expect(text).toBe(readFileSync(file, 'utf8'));
+  });
+
+  it('never prints a secret value, and routes never get the upstream client secret', () => {
+    const env = { ...ENV, GOOGLE_CLIENT_SECRET: 'gocspx-very-secret-value' };
+    const { config, text } = loadDeployConfig('examples/deploy/http-google.yaml', env);
+    const plan = buildDeployPlan({ config, text, env, outDir: 'build/deploy' });
+    expect(renderPlan(plan)).not.toContain('gocspx-very-secret-value');
+    expect(plan.files['build/deploy/mcp-route-notion/config.yaml']).not.toContain('GOOGLE_CLIENT_SECRET');
+    expect(plan.files['build/deploy/oauth.yaml']).toContain('client_secret: ${GOOGLE_CLIENT_SECRET}');
+  });
+
+  it('routes on the load balancer follow the same path rules as the local router', () => {
+    const urlMap = planFor('mixed-github').files['build/deploy/url-map.yaml']!;
+    expect(urlMap).toMatch(/- \/linear\n\s+- \/linear\/\*\n\s+service: .*mcp-route-linear-backend/);
+    expect(urlMap).toMatch(/- \/\.well-known\/\*[\s\S]*service: .*mcp-front-oauth-backend/);
+  });
+
+  it('layers the bridge onto distroless and Alpine images without touching their libc', () => {
+    const dockerfile = planFor('stdio-images').files['build/deploy/mcp-route-db/Dockerfile']!;
+    expect(dockerfile).toContain('FROM ghcr.io/example/postgres-mcp:1.4-alpine');
+    expect(dockerfile).toContain('ENTRYPOINT ["/opt/mcp-front/runtime/lib/ld-linux-x86-64.so.2", "--library-path"');
+    expect(dockerfile).not.toContain('LD_LIBRARY_PATH');
+  });
+});
+
+describe('deploy input that Google Cloud would refuse is refused before anything runs', () => {
+  const base = (routes: string, extra = '') => `
+oauth:
+  issuer: https://mcp.example.com
+  gcp_project: p
+  provider: google
+  client_id: id
+  client_secret: \${SECRET}
+${extra}
+routes:
+${routes}
+deploy:
+  secrets: { SECRET: s }
+`;
+  const cases: Array<[string, string, string]> = [
+    ['a route name too long for a service name', base(`  - { path: /${'a'.repeat(45)}, type: http, backend: https://b.example.com/mcp }`), 'Cloud Run service name'],
+    ['a timeout above 60 minutes', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 61m }'), 'routes[0].timeout: Cloud Run allows at most 60m'],
+    ['a stdio route with neither command nor image', base('  - { path: /x, type: stdio }'), 'routes[0].command: a stdio route needs a command'],
+    ['duplicate paths', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }\n  - { path: /x, type: http, backend: https://c.example.com/mcp }'), 'routes[1].path: "/x" is used by another route'],
+    ['an http backend', base('  - { path: /x, type: http, backend: http://b.example.com/mcp }'), 'routes[0].backend: must be https'],
+    ['a missing project', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }').replace('  gcp_project: p\n', ''), 'oauth.gcp_project: required to deploy'],
+  ];
+  it.each(cases)('refuses %s', (_name, yaml, message) => {
+    const run = () => {
+      const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
+      return buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy' });
+    };
+    expect(run).toThrow(message);
+  });
+});
+
+const gcloud = await promisify(execFile)('gcloud', ['--version']).then(
+  () => undefined,
+  () => 'gcloud not installed: flag check skipped',
+);
+
+describe.skipIf(gcloud !== undefined && !process.env.CI)(`every gcloud flag in the plans exists in the installed Cloud SDK${gcloud ? ` (${gcloud})` : ''}`, () => {
+  const usages = new Map<string, Set<string>>();
+  for (const example of EXAMPLES) {
+    const plan = planFor(example);
+    for (const step of plan.steps) {
+      for (const argv of [step.command, step.check ?? []]) {
+        if (argv[0] !== 'gcloud') continue;
+        const group = argv.slice(1).filter((a, i, all) => !a.startsWith('-') && all.slice(0, i).every((b) => !b.startsWith('-')));
+        // The command path stops at the first positional that names a resource (e.g. a service name).
+        const path = commandPath(group);
+        const flags = usages.get(path.join(' ')) ?? new Set<string>();
+        for (const a of argv) if (a.startsWith('--')) flags.add(a.split('=')[0]!);
+        usages.set(path.join(' '), flags);
+      }
+    }
+  }
+  it.each([...usages.entries()].map(([cmd, flags]) => [cmd, [...flags]] as const))('gcloud %s', async (cmd, flags) => {
+    const { stdout } = await promisify(execFile)('gcloud', [...cmd.split(' '), '--help'], { env: { ...process.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1', PAGER: 'cat' }, maxBuffer: 4 << 20 });
+    const missing = flags.filter((flag) => !stdout.includes(flag.replace(/^--no-/, '--')));
+    expect(missing).toEqual([]);
+  });
+});
+
+/** gcloud command groups are the leading words up to the verb (create, describe, deploy, …). */
+function commandPath(words: readonly string[]): string[] {
+  const verbs = new Set(['create', 'describe', 'deploy', 'enable', 'update', 'import', 'add-backend', 'add-iam-policy-binding', 'submit']);
+  const end = words.findIndex((w) => verbs.has(w));
+  return words.slice(0, end + 1);
+}
