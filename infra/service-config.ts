@@ -25,10 +25,10 @@ export function renderServiceConfig(
   // A secret variable maps to its own reference, so interpolation leaves it for run time.
   const env = { ...options.env, ...Object.fromEntries(Object.keys(options.secrets).map((name) => [name, `\${${name}}`])) };
   const raw = interpolate(parseYaml(text), env) as Raw;
-  const oauth = { ...(raw.oauth as Raw), storage: 'firestore', gcp_project: options.project };
+  const oauth: Raw = { ...(raw.oauth as Raw), storage: 'firestore', gcp_project: options.project };
   delete oauth.data_dir;
   const routes = (raw.routes as Raw[] | undefined) ?? [];
-  const server = { ...((raw.server as Raw | undefined) ?? {}), host: '0.0.0.0' };
+  const server: Raw = { ...((raw.server as Raw | undefined) ?? {}), host: '0.0.0.0' };
   delete server.port; // Cloud Run says which port in $PORT.
 
   let doc: Raw;
@@ -37,8 +37,9 @@ export function renderServiceConfig(
     doc = { oauth, routes: routes.map((r) => ({ ...r, environment: r.type === 'stdio' ? {} : undefined, headers: r.type === 'http' ? {} : undefined })), server };
   } else {
     const path = options.target.path;
-    const { client_secret: _secret, ...routeOAuth } = oauth;
-    if (_secret !== undefined) routeOAuth.client_secret = 'held-by-the-authorization-server';
+    const routeOAuth: Raw = { ...oauth };
+    // The loader insists on a client secret for google/github/oidc; a route never uses it.
+    if (oauth.client_secret !== undefined) routeOAuth.client_secret = 'held-by-the-authorization-server';
     doc = { oauth: routeOAuth, routes: routes.filter((r) => r.path === path).map(({ dev_backend: _dev, ...r }) => r), server };
   }
   const yaml = stringify(doc, { lineWidth: 0 });
