@@ -52,6 +52,17 @@ program
   });
 
 program
+  .command('status')
+  .description('what Cloud Run runs for each route of a deployed config, and where it drifted from the YAML')
+  .requiredOption('-c, --config <file>', 'YAML config')
+  .action(async (options: { config: string }) => {
+    const [{ loadDeployConfig }, { renderStatuses, routeStatuses }] = await Promise.all([import('../infra/service-config.ts'), import('./status.ts')]);
+    const statuses = await routeStatuses(loadDeployConfig(options.config, process.env).config);
+    process.stdout.write(`${renderStatuses(statuses)}\n`);
+    if (statuses.some((s) => s.drift.length)) process.exitCode = 2;
+  });
+
+program
   .command('keygen')
   .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
   .action(async () => {

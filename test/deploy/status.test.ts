@@ -1,0 +1,85 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { OAuth2Client } from 'google-auth-library';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderStatuses, routeStatuses } from '../../cli/status.ts';
+import { loadDeployConfig } from '../../infra/service-config.ts';
+
+// `mcp-front status` against a loopback stand-in of the Cloud Run Admin API v2 (REST), reached
+// by the real @google-cloud/run client through its apiEndpoint.
+
+const PROJECT = 'example-tools';
+const REGION = 'europe-west4';
+const requests: Array<{ path: string; authorization?: string }> = [];
+
+function service(name: string, overrides: { timeout?: string; minInstances?: number; route?: string } = {}) {
+  return {
+    name: `projects/${PROJECT}/locations/${REGION}/services/${name}`,
+    uri: `https://${name}-abc-ez.a.run.app`,
+    ingress: 'INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER',
+    latestReadyRevision: `projects/${PROJECT}/locations/${REGION}/services/${name}/revisions/${name}-00007-xyz`,
+    terminalCondition: { type: 'Ready', state: 'CONDITION_SUCCEEDED' },
+    trafficStatuses: [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }],
+    template: {
+      serviceAccount: `mcp-route-${name.replace('mcp-route-', '')}@${PROJECT}.iam.gserviceaccount.com`,
+      timeout: overrides.timeout ?? '300s',
+      maxInstanceRequestConcurrency: 250,
+      sessionAffinity: true,
+      scaling: { minInstanceCount: overrides.minInstances ?? 0, maxInstanceCount: 10 },
+      containers: [{ image: 'x', env: [{ name: 'MCP_FRONT_ROUTE', value: overrides.route ?? `/${name.replace('mcp-route-', '')}` }] }],
+    },
+  };
+}
+
+const services: Record<string, unknown> = {
+  // /linear matches the config; /demo was changed by hand (min instances) and its timeout differs.
+  'mcp-route-linear': service('mcp-route-linear'),
+  'mcp-route-demo': service('mcp-route-demo', { timeout: '3600s', minInstances: 2 }),
+};
+
+const server = createServer((req: IncomingMessage, res) => {
+  requests.push({ path: req.url ?? '', authorization: req.headers.authorization });
+  const name = decodeURIComponent(req.url ?? '').split('?')[0]!.split('/services/')[1];
+  const found = name ? services[name] : undefined;
+  res.setHeader('content-type', 'application/json');
+  if (!found) {
+    res.statusCode = 404;
+    res.end(JSON.stringify({ error: { code: 404, status: 'NOT_FOUND', message: `Service ${name} not found` } }));
+    return;
+  }
+  res.end(JSON.stringify(found));
+});
+
+let endpoint = '';
+beforeAll(async () => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  endpoint = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+function authClient() {
+  const client = new OAuth2Client();
+  client.setCredentials({ access_token: 'test-token', expiry_date: Date.now() + 3_600_000 });
+  return client;
+}
+
+describe('mcp-front status', () => {
+  it('lists each route service with its revision and traffic, and flags drift from the YAML', async () => {
+    const { config } = loadDeployConfig('examples/deploy/mixed-github.yaml', { PATH: process.env.PATH });
+    const statuses = await routeStatuses(config, { apiEndpoint: endpoint, authClient: authClient() });
+    const linear = statuses.find((s) => s.route === '/linear')!;
+    expect(linear).toMatchObject({ state: 'ready', revision: 'mcp-route-linear-00007-xyz', url: 'https://mcp-route-linear-abc-ez.a.run.app', drift: [] });
+    expect(linear.traffic).toContain('100%');
+    const demo = statuses.find((s) => s.route === '/demo')!;
+    expect(demo.drift).toEqual(['min instances is 2, the config says 0']);
+    expect(renderStatuses(statuses)).toContain('1 of 2 routes differ from the config');
+    expect(requests.every((r) => r.authorization === 'Bearer test-token')).toBe(true);
+  });
+
+  it('reports a route that is not deployed', async () => {
+    const { config } = loadDeployConfig('examples/deploy/http-google.yaml', { PATH: process.env.PATH });
+    const [notion] = await routeStatuses(config, { apiEndpoint: endpoint, authClient: authClient() });
+    expect(notion).toMatchObject({ route: '/notion', state: 'missing' });
+    expect(notion!.drift[0]).toContain('mcp-front deploy --apply');
+  });
+});
