@@ -1,4 +1,4 @@
-import { ServicesClient } from '@google-cloud/run';
+import { ServicesClient, type protos } from '@google-cloud/run';
 import type { Config, RouteConfig } from '../lib/config/config.ts';
 import { checkDeployable, MAX_CLOUD_RUN_TIMEOUT_MS, serviceAccount, serviceName } from '../infra/names.ts';
 
@@ -23,7 +23,7 @@ export interface RunAdminOptions {
   readonly authClient?: unknown;
 }
 
-type Service = Awaited<ReturnType<ServicesClient['getService']>>[0];
+type Service = protos.google.cloud.run.v2.IService;
 
 export async function routeStatuses(config: Config, options: RunAdminOptions = {}): Promise<RouteStatus[]> {
   const { project } = checkDeployable(config);
