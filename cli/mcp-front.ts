@@ -63,6 +63,20 @@ program
   });
 
 program
+  .command('doctor')
+  .description('check a live deployment from outside, as Claude.ai sees it, with the fix for each failure')
+  .argument('<url>', 'the issuer, e.g. https://mcp.example.com')
+  .option('-r, --route <path...>', 'routes to check, e.g. /notion (default: every route in --config)')
+  .option('-c, --config <file>', 'take the routes from this config')
+  .action(async (url: string, options: { route?: string[]; config?: string }) => {
+    const { renderChecks, runDoctor } = await import('./doctor.ts');
+    const routes = options.route ?? (options.config ? loadConfig(options.config).routes.map((r) => r.path) : []);
+    const checks = await runDoctor(url, routes);
+    process.stdout.write(`${renderChecks(checks)}\n`);
+    if (checks.some((c) => !c.ok)) process.exitCode = 1;
+  });
+
+program
   .command('keygen')
   .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
   .action(async () => {
