@@ -1,0 +1,194 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { Clock } from '../clock.ts';
+import { StoreUnavailableError, type Collection, type Doc, type PutOptions, type Store, type Transaction } from './store.ts';
+
+// The embedded store: one SQLite file (WAL, so several processes can share it), one table of
+// JSON documents. Expiry is checked in every query against the injected clock; a sweep deletes
+// expired rows at most once a minute.
+
+const SWEEP_EVERY_MS = 60_000;
+const MAX_ATTEMPTS = 10;
+
+/** Fields `find` queries, indexed so lookups stay O(log n). */
+const INDEXED: ReadonlyArray<[Collection, string]> = [
+  ['grants', 'userSub'],
+  ['grants', 'clientId'],
+  ['refreshTokens', 'grantId'],
+  ['mcpSessions', 'userSub'],
+  ['keys', 'retired'],
+  ['consents', 'userSub'],
+];
+
+export async function openSqliteStore(options: { file: string; clock: Clock }): Promise<Store> {
+  if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true });
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(options.file, { timeout: 5000 });
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+    db.exec('CREATE TABLE IF NOT EXISTS docs (collection TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, expires_at INTEGER, PRIMARY KEY (collection, id)) WITHOUT ROWID');
+    for (const [collection, field] of INDEXED) {
+      db.exec(`CREATE INDEX IF NOT EXISTS docs_${collection}_${field} ON docs (collection, json_extract(doc, '$.${field}')) WHERE collection = '${collection}'`);
+    }
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open the SQLite store at ${options.file}: ${(err as Error).message}`, { cause: err });
+  }
+  return new SqliteStore(db, options.clock);
+}
+
+class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  readonly #db: DatabaseSync;
+  readonly #clock: Clock;
+  readonly #select: StatementSync;
+  readonly #upsert: StatementSync;
+  readonly #insertUnlessLive: StatementSync;
+  readonly #remove: StatementSync;
+  /** Transactions run one at a time in this process; BEGIN IMMEDIATE orders them across processes. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #lastSweep = 0;
+  #closed = false;
+
+  constructor(db: DatabaseSync, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#select = db.prepare('SELECT doc FROM docs WHERE collection = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)');
+    this.#upsert = db.prepare('INSERT INTO docs (collection, id, doc, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at');
+    this.#insertUnlessLive = db.prepare(
+      'INSERT INTO docs (collection, id, doc, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET doc = excluded.doc, expires_at = excluded.expires_at WHERE docs.expires_at IS NOT NULL AND docs.expires_at <= ?',
+    );
+    this.#remove = db.prepare('DELETE FROM docs WHERE collection = ? AND id = ?');
+    this.#sweep();
+  }
+
+  async get<T extends Doc>(collection: Collection, id: string): Promise<T | undefined> {
+    return this.#run(() => this.#read<T>(collection, id));
+  }
+
+  async put(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<void> {
+    await this.#run(() => void this.#upsert.run(collection, id, JSON.stringify(doc), options?.expiresAt ?? null));
+    this.#sweepSometimes();
+  }
+
+  async create(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<boolean> {
+    const result = await this.#run(() => this.#insertUnlessLive.run(collection, id, JSON.stringify(doc), options?.expiresAt ?? null, this.#clock.now()));
+    this.#sweepSometimes();
+    return Number(result.changes) > 0;
+  }
+
+  async delete(collection: Collection, id: string): Promise<void> {
+    await this.#run(() => void this.#remove.run(collection, id));
+  }
+
+  async find<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new TypeError(`not a field name: ${field}`);
+    // json_extract yields 1/0 for JSON booleans.
+    const bound = typeof value === 'boolean' ? Number(value) : value;
+    const rows = await this.#run(
+      () =>
+        this.#db
+          .prepare(`SELECT id, doc FROM docs WHERE collection = ? AND json_extract(doc, '$.${field}') = ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?`)
+          .all(collection, bound, this.#clock.now(), limit) as Array<{ id: string; doc: string }>,
+    );
+    return rows.map((row) => ({ id: row.id, doc: JSON.parse(row.doc) as T }));
+  }
+
+  transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
+    // In this process transactions run one at a time. Across processes sharing the file they
+    // are optimistic: the callback's reads are re-checked and its writes applied inside one
+    // synchronous BEGIN IMMEDIATE…COMMIT, and a conflict runs the callback again (as Firestore does).
+    const next = this.#queue.then(async () => {
+      for (let attempt = 1; ; attempt++) {
+        const { result, commit } = await this.#attempt(fn);
+        if (this.#run(commit)) return result;
+        if (attempt === MAX_ATTEMPTS) throw new StoreUnavailableError(`SQLite store: transaction still contended after ${MAX_ATTEMPTS} attempts`);
+      }
+    });
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #attempt<R>(fn: (tx: Transaction) => Promise<R>): Promise<{ result: R; commit: () => boolean }> {
+    const seen = new Map<string, { collection: Collection; id: string; text: string | undefined }>();
+    const writes: Array<() => void> = [];
+    const tx: Transaction = {
+      get: async <T extends Doc>(collection: Collection, id: string) => {
+        if (writes.length) throw new Error('store transaction: every read must come before the first write');
+        const text = this.#run(() => this.#readText(collection, id));
+        seen.set(`${collection}/${id}`, { collection, id, text });
+        return text === undefined ? undefined : (JSON.parse(text) as T);
+      },
+      put: (collection, id, doc, options) => {
+        const text = JSON.stringify(doc);
+        writes.push(() => this.#upsert.run(collection, id, text, options?.expiresAt ?? null));
+      },
+      delete: (collection, id) => {
+        writes.push(() => this.#remove.run(collection, id));
+      },
+    };
+    const result = await fn(tx);
+    const commit = () => {
+      if (!writes.length) return true;
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const read of seen.values()) {
+          if (this.#readText(read.collection, read.id) !== read.text) {
+            this.#db.exec('ROLLBACK');
+            return false;
+          }
+        }
+        for (const write of writes) write();
+        this.#db.exec('COMMIT');
+        return true;
+      } catch (err) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw err;
+      }
+    };
+    return { result, commit };
+  }
+
+  async ping(): Promise<void> {
+    this.#run(() => this.#db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#queue;
+    this.#db.close();
+  }
+
+  #read<T extends Doc>(collection: Collection, id: string): T | undefined {
+    const text = this.#readText(collection, id);
+    return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
+  #readText(collection: Collection, id: string): string | undefined {
+    const row = this.#select.get(collection, id, this.#clock.now()) as { doc: string } | undefined;
+    return row?.doc;
+  }
+
+  /** SQLite errors (busy past the timeout, I/O, a closed database) become StoreUnavailableError. */
+  #run<R>(op: () => R): R {
+    if (this.#closed) throw new StoreUnavailableError('the store is closed');
+    try {
+      return op();
+    } catch (err) {
+      if (err instanceof Error && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_SQLITE')) {
+        throw new StoreUnavailableError(`SQLite store: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  #sweep(): void {
+    this.#lastSweep = this.#clock.now();
+    this.#db.prepare('DELETE FROM docs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(this.#lastSweep);
+  }
+
+  #sweepSometimes(): void {
+    if (this.#clock.now() - this.#lastSweep >= SWEEP_EVERY_MS && !this.#db.isTransaction) this.#run(() => this.#sweep());
+  }
+}

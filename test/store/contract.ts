@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../lib/clock.ts';
+import { StoreUnavailableError, type Store } from '../../lib/store/store.ts';
+
+// One contract, every Store: what lib/oauth and lib/mcp rely on. Time is a ManualClock, so
+// expiry needs no sleeps.
+
+export interface StoreFactory {
+  /** A fresh, empty store (its own namespace) on the given clock. */
+  open(clock: ManualClock): Promise<Store>;
+  /** The same namespace again, as a restarted process would open it. */
+  reopen(clock: ManualClock): Promise<Store>;
+}
+
+export function storeContract(name: string, factory: () => StoreFactory): void {
+  describe(`${name} store contract`, () => {
+    const setup = async () => {
+      const clock = new ManualClock(1_700_000_000_000);
+      const f = factory();
+      return { clock, store: await f.open(clock), f };
+    };
+
+    it('round-trips nested JSON and answers undefined for a missing document', async () => {
+      const { store } = await setup();
+      const doc = { a: 1, nested: { list: [1, 'two', { three: true }], nil: null }, text: 'ünïcødé ✓' };
+      await store.put('clients', 'c1', doc);
+      expect(await store.get('clients', 'c1')).toEqual(doc);
+      expect(await store.get('clients', 'missing')).toBeUndefined();
+      await store.close();
+    });
+
+    it('create refuses a live document and succeeds again once it expired', async () => {
+      const { store, clock } = await setup();
+      expect(await store.create('codes', 'k', { n: 1 }, { expiresAt: clock.now() + 1000 })).toBe(true);
+      expect(await store.create('codes', 'k', { n: 2 })).toBe(false);
+      expect(await store.get('codes', 'k')).toEqual({ n: 1 });
+      clock.advance(1000);
+      expect(await store.create('codes', 'k', { n: 3 })).toBe(true);
+      expect(await store.get('codes', 'k')).toEqual({ n: 3 });
+      await store.close();
+    });
+
+    it('hides expired documents from get and find at once', async () => {
+      const { store, clock } = await setup();
+      await store.put('grants', 'g1', { userSub: 'u1' }, { expiresAt: clock.now() + 60_000 });
+      await store.put('grants', 'g2', { userSub: 'u1' });
+      expect((await store.find('grants', 'userSub', 'u1')).map((r) => r.id).sort()).toEqual(['g1', 'g2']);
+      clock.advance(60_000);
+      expect(await store.get('grants', 'g1')).toBeUndefined();
+      expect((await store.find('grants', 'userSub', 'u1')).map((r) => r.id)).toEqual(['g2']);
+      await store.close();
+    });
+
+    it('finds by a string, number or boolean field, honouring the limit', async () => {
+      const { store } = await setup();
+      for (let i = 0; i < 5; i++) await store.put('refreshTokens', `t${i}`, { grantId: i < 3 ? 'a' : 'b', generation: i, retired: i % 2 === 0 });
+      expect(await store.find('refreshTokens', 'grantId', 'a')).toHaveLength(3);
+      expect(await store.find('refreshTokens', 'grantId', 'a', 2)).toHaveLength(2);
+      expect((await store.find('refreshTokens', 'generation', 4)).map((r) => r.id)).toEqual(['t4']);
+      expect((await store.find('refreshTokens', 'retired', true)).map((r) => r.id).sort()).toEqual(['t0', 't2', 't4']);
+      await store.close();
+    });
+
+    it('deletes', async () => {
+      const { store } = await setup();
+      await store.put('consents', 'x', { ok: true });
+      await store.delete('consents', 'x');
+      await store.delete('consents', 'never-existed');
+      expect(await store.get('consents', 'x')).toBeUndefined();
+      await store.close();
+    });
+
+    it('a transaction that throws after writing leaves nothing written', async () => {
+      const { store } = await setup();
+      await store.put('grants', 'g', { state: 'before' });
+      await expect(
+        store.transaction(async (tx) => {
+          await tx.get('grants', 'g');
+          tx.put('grants', 'g', { state: 'after' });
+          tx.put('refreshTokens', 'r', { grantId: 'g' });
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      expect(await store.get('grants', 'g')).toEqual({ state: 'before' });
+      expect(await store.get('refreshTokens', 'r')).toBeUndefined();
+      await store.close();
+    });
+
+    // 20, not more: one Firestore document sustains about one write a second, so a hotter
+    // document is a design error, not a store contract.
+    it('20 concurrent read-then-write transactions on one counter lose no update', async () => {
+      const { store } = await setup();
+      await store.put('rateBuckets', 'counter', { n: 0 });
+      await Promise.all(
+        Array.from({ length: 20 }, () =>
+          store.transaction(async (tx) => {
+            const doc = await tx.get<{ n: number }>('rateBuckets', 'counter');
+            tx.put('rateBuckets', 'counter', { n: doc!.n + 1 });
+          }),
+        ),
+      );
+      expect(await store.get('rateBuckets', 'counter')).toEqual({ n: 20 });
+      await store.close();
+    });
+
+    it('50 concurrent redemptions of one code: exactly one wins', async () => {
+      const { store } = await setup();
+      await store.put('codes', 'c', { used: false });
+      const wins = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          store.transaction(async (tx) => {
+            const code = await tx.get<{ used: boolean }>('codes', 'c');
+            if (!code || code.used) return false;
+            tx.put('codes', 'c', { used: true });
+            return true;
+          }),
+        ),
+      );
+      expect(wins.filter(Boolean)).toHaveLength(1);
+      await store.close();
+    });
+
+    it('documents survive closing and reopening the store', async () => {
+      const { store, clock, f } = await setup();
+      await store.put('keys', 'current', { kid: 'k1' });
+      await store.close();
+      const again = await f.reopen(clock);
+      expect(await again.get('keys', 'current')).toEqual({ kid: 'k1' });
+      await again.ping();
+      await again.close();
+    });
+  });
+}
+
+/** A store whose backend is gone answers StoreUnavailableError, not a hang or a raw driver error. */
+export async function expectUnavailable(operation: () => Promise<unknown>): Promise<void> {
+  await expect(operation()).rejects.toBeInstanceOf(StoreUnavailableError);
+}
