@@ -1,0 +1,14 @@
+// The one place the MCP TypeScript SDK is imported (besides tests' clients through here), so
+// upgrading it is a one-file change. The gateway's hot path does not use it: routes forward raw
+// JSON-RPC. The demo server, `connect`'s discovery helpers and the tests do.
+
+export { Client } from '@modelcontextprotocol/sdk/client/index.js';
+export { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+export { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+export { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+export { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+export { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+export { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+export { SUPPORTED_PROTOCOL_VERSIONS, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+export type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+export type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
