@@ -13,6 +13,8 @@ export interface ServeOptions {
   log: Logger;
   /** Behind Google's load balancer the client address is the first X-Forwarded-For hop. */
   trustProxy?: boolean;
+  /** How long close() lets in-flight requests finish before cutting them (default 5 s). */
+  drainMs?: number;
 }
 
 export interface RunningServer {
@@ -111,11 +113,14 @@ export function serveHandler(handler: Handler, options: ServeOptions): Promise<R
       resolve({
         port,
         server,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeIdleConnections();
-          }),
+        close: async () => {
+          // In-flight requests get a grace period to finish (SIGTERM drain); then they're cut.
+          const closed = new Promise<void>((done) => server.close(() => done()));
+          server.closeIdleConnections();
+          const force = setTimeout(() => server.closeAllConnections(), options.drainMs ?? 5000);
+          await closed;
+          clearTimeout(force);
+        },
       });
     });
   });

@@ -1,0 +1,264 @@
+import type { Logger } from '../log.ts';
+import { BackendError, type Backend } from './backend.ts';
+import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
+import { encodeEvent, KEEPALIVE } from './sse.ts';
+
+// One MCP session as the client sees it: the gateway's Mcp-Session-Id, its backend, and the
+// open HTTP exchanges. Each POST that carries requests is an Exchange that ends when every
+// request in it has its response; a response is JSON when nothing else arrives first, and
+// becomes an event stream as soon as the server sends something else (progress, logs,
+// sampling). Server messages unrelated to an open exchange go to the GET stream.
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly userSub: string;
+  readonly clientId: string;
+}
+
+export interface SessionOptions extends SessionInfo {
+  readonly log: Logger;
+  /** Bound on each request (the route's `timeout`). */
+  readonly requestTimeoutMs: number;
+  readonly keepaliveMs: number;
+  /** Called once when the session is over, whatever ended it. */
+  readonly onEnd: (session: McpSession) => void;
+}
+
+/** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
+const BACKLOG_MAX = 1000;
+
+class Exchange {
+  readonly pending = new Set<JsonRpcId>();
+  readonly progressTokens = new Set<unknown>();
+  readonly #collected: JsonRpcMessage[] = [];
+  readonly #batch: boolean;
+  readonly #headers: Record<string, string>;
+  #controller?: ReadableStreamDefaultController<Uint8Array>;
+  #resolve!: (response: Response) => void;
+  readonly response = new Promise<Response>((resolve) => (this.#resolve = resolve));
+  #finish!: () => void;
+  /** Settles when the last response was written (JSON) or the stream closed. */
+  readonly finished = new Promise<void>((resolve) => (this.#finish = resolve));
+  #done = false;
+
+  constructor(requests: readonly JsonRpcMessage[], batch: boolean, headers: Record<string, string>) {
+    this.#batch = batch;
+    this.#headers = headers;
+    for (const r of requests) {
+      this.pending.add(r.id!);
+      const token = ((r.params as { _meta?: { progressToken?: unknown } } | undefined)?._meta ?? {}).progressToken;
+      if (token !== undefined) this.progressTokens.add(token);
+    }
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  deliver(message: JsonRpcMessage, status = 200): void {
+    if (this.#done) return;
+    if (isResponse(message)) this.pending.delete(message.id!);
+    if (this.#controller) {
+      this.#controller.enqueue(encodeEvent(JSON.stringify(message), { event: 'message' }));
+    } else if (isResponse(message)) {
+      this.#collected.push(message);
+      if (this.pending.size) return;
+      const body = this.#batch ? this.#collected : this.#collected[0];
+      this.#resolve(new Response(JSON.stringify(body), { status, headers: { ...this.#headers, 'content-type': 'application/json' } }));
+      this.#done = true;
+      this.#finish();
+      return;
+    } else {
+      this.#startStream([...this.#collected.splice(0), message]);
+    }
+    if (!this.pending.size) this.end();
+  }
+
+  #startStream(first: JsonRpcMessage[]): void {
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+        for (const m of first) controller.enqueue(encodeEvent(JSON.stringify(m), { event: 'message' }));
+      },
+      cancel: () => this.end(),
+    });
+    this.#resolve(new Response(stream, { status: 200, headers: { ...this.#headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } }));
+  }
+
+  end(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#finish();
+    // A client that left before anything was sent still needs its promise settled.
+    this.#resolve(new Response(null, { status: 499 }));
+    try {
+      this.#controller?.close();
+    } catch {
+      // The client already went away.
+    }
+  }
+}
+
+export class McpSession implements SessionInfo {
+  readonly id: string;
+  readonly userSub: string;
+  readonly clientId: string;
+  protocolVersion = '2025-03-26';
+  initializeParams: unknown;
+  lastActivity = Date.now();
+  backend!: Backend;
+  readonly #options: SessionOptions;
+  readonly #byId = new Map<JsonRpcId, Exchange>();
+  readonly #open = new Set<Exchange>();
+  #stream?: { controller: ReadableStreamDefaultController<Uint8Array>; keepalive: NodeJS.Timeout };
+  readonly #backlog: JsonRpcMessage[] = [];
+  #ended = false;
+
+  constructor(options: SessionOptions) {
+    this.#options = options;
+    this.id = options.id;
+    this.userSub = options.userSub;
+    this.clientId = options.clientId;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Busy sessions are never reaped as idle. */
+  get busy(): boolean {
+    return this.#open.size > 0 || this.#stream !== undefined;
+  }
+
+  /** From the backend. */
+  receive(message: JsonRpcMessage): void {
+    if (isResponse(message)) {
+      const exchange = this.#byId.get(message.id!);
+      if (!exchange) return void this.#options.log.log('DEBUG', 'response for no open request', { id: String(message.id) });
+      this.#byId.delete(message.id!);
+      return exchange.deliver(message);
+    }
+    const token = (message.params as { progressToken?: unknown } | undefined)?.progressToken;
+    const target = [...this.#open].find((e) => token !== undefined && e.progressTokens.has(token)) ?? (token === undefined ? [...this.#open].at(-1) : undefined);
+    if (target) return target.deliver(message);
+    this.#toStream(message);
+  }
+
+  /** A POST: notifications and responses are handed over (202); requests wait for their responses. */
+  async post(messages: readonly JsonRpcMessage[], batch: boolean, signal: AbortSignal, headers: Record<string, string>): Promise<Response> {
+    this.lastActivity = Date.now();
+    const requests = messages.filter(isRequest);
+    if (!requests.length) {
+      try {
+        for (const m of messages) await this.backend.send(m);
+      } catch (err) {
+        return backendFailure(err, undefined, headers);
+      }
+      return new Response(null, { status: 202, headers });
+    }
+    const exchange = new Exchange(requests, batch, headers);
+    for (const r of requests) this.#byId.set(r.id!, exchange);
+    this.#open.add(exchange);
+    const timer = setTimeout(() => this.#expire(exchange), this.#options.requestTimeoutMs);
+    const onAbort = () => this.#abandon(exchange, 'the client disconnected');
+    signal.addEventListener('abort', onAbort, { once: true });
+    void (async () => {
+      for (const m of messages) {
+        try {
+          await this.backend.send(m);
+        } catch (err) {
+          const status = err instanceof BackendError ? err.status : 502;
+          for (const r of requests) {
+            if (!exchange.pending.has(r.id!)) continue;
+            this.#byId.delete(r.id!);
+            exchange.deliver(errorResponse(r.id, ErrorCode.BackendFailed, (err as Error).message), status);
+          }
+          return;
+        }
+      }
+    })();
+    const response = await exchange.response;
+    // The exchange stays registered while its stream is open; clean up when it ends.
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      this.#open.delete(exchange);
+    };
+    void exchange.finished.then(cleanup);
+    return response;
+  }
+
+  /** GET: the stream for server messages not tied to a request. A new one replaces the old. */
+  openStream(signal: AbortSignal, headers: Record<string, string>): Response {
+    this.lastActivity = Date.now();
+    this.#closeStream();
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        const keepalive = setInterval(() => controller.enqueue(KEEPALIVE), this.#options.keepaliveMs);
+        keepalive.unref();
+        this.#stream = { controller, keepalive };
+        for (const m of this.#backlog.splice(0)) controller.enqueue(encodeEvent(JSON.stringify(m), { event: 'message' }));
+      },
+      cancel: () => this.#closeStream(),
+    });
+    signal.addEventListener('abort', () => this.#closeStream(), { once: true });
+    return new Response(stream, { status: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+  }
+
+  /** Ends the session: pending requests fail, streams close, the backend is ended. */
+  async end(reason: string): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const [id, exchange] of this.#byId) exchange.deliver(errorResponse(id, ErrorCode.BackendFailed, reason), 502);
+    this.#byId.clear();
+    for (const exchange of this.#open) exchange.end();
+    this.#open.clear();
+    this.#closeStream();
+    this.#options.onEnd(this);
+    await this.backend?.close();
+  }
+
+  #toStream(message: JsonRpcMessage): void {
+    if (this.#stream) return this.#stream.controller.enqueue(encodeEvent(JSON.stringify(message), { event: 'message' }));
+    this.#backlog.push(message);
+    if (this.#backlog.length > BACKLOG_MAX) this.#backlog.shift();
+  }
+
+  #closeStream(): void {
+    if (!this.#stream) return;
+    clearInterval(this.#stream.keepalive);
+    try {
+      this.#stream.controller.close();
+    } catch {
+      // Already closed by the client.
+    }
+    this.#stream = undefined;
+  }
+
+  /** The route timeout passed: the client gets an error, the server a cancellation. */
+  #expire(exchange: Exchange): void {
+    for (const id of [...exchange.pending]) {
+      this.#byId.delete(id);
+      exchange.deliver(errorResponse(id, ErrorCode.RequestTimeout, `the MCP server did not answer within ${this.#options.requestTimeoutMs / 1000} s`));
+      this.#cancel(id, 'timed out at the gateway');
+    }
+  }
+
+  #abandon(exchange: Exchange, reason: string): void {
+    for (const id of [...exchange.pending]) {
+      this.#byId.delete(id);
+      this.#cancel(id, reason);
+    }
+    exchange.end();
+    this.#open.delete(exchange);
+  }
+
+  #cancel(requestId: JsonRpcId, reason: string): void {
+    this.backend.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason } }).catch(() => undefined);
+  }
+}
+
+function backendFailure(err: unknown, id: JsonRpcId | undefined, headers: Record<string, string>): Response {
+  const status = err instanceof BackendError ? err.status : 502;
+  return new Response(JSON.stringify(errorResponse(id, ErrorCode.BackendFailed, (err as Error).message)), { status, headers: { ...headers, 'content-type': 'application/json' } });
+}

@@ -1,0 +1,119 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Logger } from '../log.ts';
+import { BackendError, type Backend, type BackendEvents } from './backend.ts';
+import { asMessage, LineFramer, type JsonRpcMessage } from './jsonrpc.ts';
+
+// One stdio MCP server process per session. It leads its own process group, so ending the
+// session ends everything it started (a server that forks a helper leaves no orphan), and it
+// sees only the environment its route declares.
+
+export interface StdioChildOptions {
+  readonly command: readonly string[];
+  /** The complete environment: nothing of the gateway's leaks in unless listed in `inherit`. */
+  readonly environment: Readonly<Record<string, string>>;
+  readonly inherit: readonly string[];
+  readonly cwd?: string;
+  /** SIGTERM first; SIGKILL to the whole group after this. */
+  readonly killGraceMs?: number;
+  readonly log: Logger;
+}
+
+const STDERR_LINE_MAX = 4096;
+
+export function childEnvironment(options: Pick<StdioChildOptions, 'environment' | 'inherit'>, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  // PATH so the command resolves; HOME because many servers (npx, git) misbehave without it.
+  for (const name of ['PATH', 'HOME', ...options.inherit]) {
+    const value = parent[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...options.environment };
+}
+
+export function startStdioChild(options: StdioChildOptions, events: BackendEvents): Backend {
+  const [program, ...args] = options.command;
+  if (!program) throw new BackendError('the route has no command to run', { status: 500 });
+  const child: ChildProcessWithoutNullStreams = spawn(program, args, {
+    env: childEnvironment(options),
+    cwd: options.cwd,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const log = options.log.child({ pid: child.pid });
+  const graceMs = options.killGraceMs ?? 3000;
+  let exited = false;
+  let closing = false;
+  let reported = false;
+  const report = (reason: string) => {
+    if (reported || closing) return;
+    reported = true;
+    events.closed(reason);
+  };
+  const gone = new Promise<void>((resolve) => {
+    child.once('close', (code, signal) => {
+      exited = true;
+      resolve();
+      report(`the MCP server exited (${signal ?? `code ${code}`})`);
+    });
+  });
+  child.once('error', (err) => {
+    log.error('MCP server could not start', { error: err.message, command: program });
+    report(`the MCP server could not start: ${err.message}`);
+  });
+
+  const framer = new LineFramer();
+  child.stdout.on('data', (chunk: Buffer) => {
+    for (const line of framer.push(chunk)) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(line);
+      } catch {
+        log.warn('MCP server wrote a line that is not JSON', { stream: 'stdout', text: line.slice(0, STDERR_LINE_MAX) });
+        continue;
+      }
+      const messages = Array.isArray(parsed) ? parsed : [parsed];
+      for (const value of messages) {
+        const message = asMessage(value);
+        if (message) events.message(message);
+        else log.warn('MCP server wrote JSON that is not a JSON-RPC message', { stream: 'stdout', text: line.slice(0, STDERR_LINE_MAX) });
+      }
+    }
+  });
+  const stderr = new LineFramer();
+  child.stderr.on('data', (chunk: Buffer) => {
+    for (const line of stderr.push(chunk)) log.warn(line.slice(0, STDERR_LINE_MAX), { stream: 'stderr' });
+  });
+  // A write to a dead child must not crash the gateway: 'close' reports the exit.
+  child.stdin.on('error', () => undefined);
+
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // The group is already gone.
+    }
+  };
+
+  return {
+    pid: child.pid,
+    async send(message: JsonRpcMessage): Promise<void> {
+      if (exited || closing) throw new BackendError('the MCP server has exited');
+      const line = `${JSON.stringify(message)}\n`;
+      // Back-pressure: wait for the pipe to drain rather than buffer without bound.
+      if (!child.stdin.write(line)) await new Promise<void>((resolve) => child.stdin.once('drain', resolve).once('close', resolve));
+    },
+    async close(): Promise<void> {
+      closing = true;
+      if (child.pid === undefined) return;
+      if (!exited) {
+        child.stdin.end();
+        signalGroup('SIGTERM');
+        const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+        await gone;
+        clearTimeout(timer);
+      }
+      // The leader is reaped; anything it left in its group goes too.
+      signalGroup('SIGKILL');
+    },
+  };
+}

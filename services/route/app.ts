@@ -1,0 +1,258 @@
+import type { Clock } from '../../lib/clock.ts';
+import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../../lib/config/config.ts';
+import type { RequestContext } from '../../lib/http/types.ts';
+import type { Logger } from '../../lib/log.ts';
+import { randomToken } from '../../lib/random.ts';
+import type { Store } from '../../lib/store/store.ts';
+import { InvalidTokenError, type AccessTokenClaims, type AccessTokenVerifier } from '../../lib/tokens/access-token.ts';
+import type { Backend } from '../../lib/mcp/backend.ts';
+import { startHttpBackend } from '../../lib/mcp/http-backend.ts';
+import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
+import { McpSession } from '../../lib/mcp/session.ts';
+import { startStdioChild } from '../../lib/mcp/stdio-child.ts';
+
+// A route: one MCP endpoint behind the gateway's sign-in. Checks, in order: Origin (DNS
+// rebinding), the bearer token and its audience, the protocol version, the body; then the
+// session. The hot path reads nothing from the store: tokens verify locally (cached), sessions
+// live in this instance's memory.
+
+export interface RouteServiceDeps {
+  readonly config: Config;
+  readonly route: RouteConfig;
+  readonly store: Store;
+  readonly verifier: AccessTokenVerifier;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** SSE keepalive comment interval (tests shorten it). */
+  readonly keepaliveMs?: number;
+}
+
+export interface RouteService {
+  handle(req: Request, ctx: RequestContext): Promise<Response>;
+  /** Ends every session and child; resolves once all are gone. */
+  close(): Promise<void>;
+  sessionCount(): number;
+  /** Child pids of live stdio sessions (tests check none outlives its session). */
+  childPids(): number[];
+}
+
+export const SUPPORTED_PROTOCOL_VERSIONS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
+/** What a request without MCP-Protocol-Version means (Streamable HTTP, 2025-06-18 §2.7). */
+const DEFAULT_PROTOCOL_VERSION = '2025-03-26';
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const CORS_ALLOW_HEADERS = 'authorization, content-type, mcp-session-id, mcp-protocol-version, last-event-id';
+const CORS_EXPOSE_HEADERS = 'www-authenticate, mcp-session-id, mcp-protocol-version';
+
+export function createRouteService(deps: RouteServiceDeps): RouteService {
+  const { config, route, log } = deps;
+  const issuer = config.oauth.issuer;
+  const resources = routeResources(issuer, route);
+  const endpoint = `${route.path}/mcp`;
+  const sessions = new Map<string, McpSession>();
+  const allowedOrigins = new Set([new URL(issuer).origin, ...config.server.allowedOrigins]);
+  const loopbackIssuer = isLoopbackHost(new URL(issuer).hostname);
+  let closing = false;
+
+  const originAllowed = (origin: string): boolean => {
+    if (allowedOrigins.has(origin)) return true;
+    // Local work: the MCP Inspector and other tools on any loopback port.
+    try {
+      return loopbackIssuer && isLoopbackHost(new URL(origin).hostname);
+    } catch {
+      return false;
+    }
+  };
+
+  const corsHeaders = (req: Request): Record<string, string> => {
+    const origin = req.headers.get('origin');
+    if (!origin || !originAllowed(origin)) return {};
+    return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'origin' };
+  };
+
+  const rpcError = (status: number, code: number, message: string, headers: Record<string, string> = {}, id?: JsonRpcMessage['id']) =>
+    new Response(JSON.stringify(errorResponse(id, code, message)), { status, headers: { ...headers, 'content-type': 'application/json' } });
+
+  const unauthorized = (pathname: string, cors: Record<string, string>, err?: InvalidTokenError) => {
+    const metadata = `${issuer}/.well-known/oauth-protected-resource${pathname}`;
+    const scope = config.oauth.scopes.join(' ');
+    const challenge = err
+      ? `Bearer error="invalid_token", error_description="${err.message.replaceAll('"', "'")}", resource_metadata="${metadata}", scope="${scope}"`
+      : `Bearer resource_metadata="${metadata}", scope="${scope}"`;
+    const body = { error: err ? 'invalid_token' : 'unauthorized', error_description: err?.message ?? 'sign in: this MCP server needs an access token' };
+    return new Response(JSON.stringify(body), { status: 401, headers: { ...cors, 'content-type': 'application/json', 'www-authenticate': challenge } });
+  };
+
+  const startBackend = (session: McpSession): Backend => {
+    const events = { message: (m: JsonRpcMessage) => session.receive(m), closed: (reason: string) => void session.end(reason) };
+    const backendLog = log.child({ session: session.id });
+    if (route.type === 'stdio') {
+      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, log: backendLog }, events);
+    }
+    return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, log: backendLog }, events);
+  };
+
+  const openSession = (claims: AccessTokenClaims): McpSession => {
+    const session = new McpSession({
+      id: randomToken(24),
+      userSub: claims.sub,
+      clientId: claims.client_id,
+      log,
+      requestTimeoutMs: route.timeout,
+      keepaliveMs: deps.keepaliveMs ?? 15_000,
+      onEnd: (s) => {
+        sessions.delete(s.id);
+        log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
+        deps.store.delete('mcpSessions', s.id).catch((err: unknown) => log.warn('could not delete the session record', { error: String(err) }));
+      },
+    });
+    session.backend = startBackend(session);
+    sessions.set(session.id, session);
+    return session;
+  };
+
+  const recordSession = async (session: McpSession, claims: AccessTokenClaims) => {
+    const now = deps.clock.now();
+    const record = {
+      route: route.path,
+      userSub: claims.sub,
+      email: claims.email ?? null,
+      clientId: claims.client_id,
+      protocolVersion: session.protocolVersion,
+      initializeParams: session.initializeParams ?? null,
+      createdAt: now,
+      lastSeen: now,
+    };
+    // One write per session, never per call; a store outage must not break the session itself.
+    await deps.store.put('mcpSessions', session.id, record, { expiresAt: now + route.idleTimeout }).catch((err: unknown) => log.warn('could not record the session', { error: String(err) }));
+  };
+
+  const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
+    const type = req.headers.get('content-type') ?? '';
+    if (!type.toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
+    const declared = Number(req.headers.get('content-length') ?? 0);
+    if (declared > MAX_BODY_BYTES) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
+    const text = await readLimited(req, MAX_BODY_BYTES);
+    if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return rpcError(400, ErrorCode.ParseError, 'the body is not JSON', cors);
+    }
+    const batch = Array.isArray(parsed);
+    const items = batch ? (parsed as unknown[]) : [parsed];
+    const messages = items.map(asMessage);
+    if (!items.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
+    const valid = messages as JsonRpcMessage[];
+    const initialize = valid.find((m) => m.method === 'initialize');
+    const sessionId = req.headers.get('mcp-session-id');
+
+    if (initialize) {
+      if (valid.length !== 1 || !isRequest(initialize)) return rpcError(400, ErrorCode.InvalidRequest, 'initialize must be sent alone', cors, initialize.id);
+      const mine = [...sessions.values()].filter((s) => s.userSub === claims.sub).length;
+      if (mine >= route.maxSessionsPerUser) return rpcError(429, ErrorCode.InvalidRequest, `at most ${route.maxSessionsPerUser} sessions per user on ${route.path}; end one first`, cors, initialize.id);
+      const session = openSession(claims);
+      session.initializeParams = initialize.params;
+      log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id });
+      const response = await session.post(valid, false, req.signal, { ...cors, 'mcp-session-id': session.id });
+      const body = response.headers.get('content-type')?.includes('json') ? ((await response.clone().json()) as JsonRpcMessage) : undefined;
+      const version = (body?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+      if (typeof version === 'string') session.protocolVersion = version;
+      if (!response.ok || body?.error) {
+        await session.end('initialize failed');
+        return response;
+      }
+      await recordSession(session, claims);
+      return response;
+    }
+
+    if (!sessionId) return rpcError(400, ErrorCode.InvalidRequest, 'Mcp-Session-Id header is required after initialize', cors);
+    const session = sessions.get(sessionId);
+    // Another user's session looks exactly like a missing one: nothing about it leaks.
+    if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
+    if (batch && protocolVersion !== '2025-03-26' && protocolVersion !== '2024-11-05') return rpcError(400, ErrorCode.InvalidRequest, `JSON-RPC batches are not part of MCP ${protocolVersion}`, cors);
+    return session.post(valid, batch, req.signal, { ...cors, 'mcp-session-id': session.id });
+  };
+
+  const handle = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const cors = corsHeaders(req);
+    const origin = req.headers.get('origin');
+    if (origin && !originAllowed(origin)) return rpcError(403, ErrorCode.InvalidRequest, `Origin ${origin} is not allowed`);
+    if (url.pathname !== endpoint) return rpcError(404, ErrorCode.InvalidRequest, `no MCP endpoint at ${url.pathname}; use ${endpoint}`, cors);
+    if (req.method === 'OPTIONS') {
+      return new Response(null, { status: 204, headers: { ...cors, 'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS', 'access-control-allow-headers': CORS_ALLOW_HEADERS, 'access-control-max-age': '600' } });
+    }
+    if (closing) return rpcError(503, ErrorCode.BackendFailed, 'the route is shutting down', { ...cors, 'retry-after': '1' });
+
+    const header = req.headers.get('authorization') ?? '';
+    const token = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header)?.[1];
+    if (!token) return unauthorized(url.pathname, cors);
+    let claims: AccessTokenClaims;
+    try {
+      claims = await deps.verifier.verify(token, resources);
+    } catch (err) {
+      if (err instanceof InvalidTokenError) return unauthorized(url.pathname, cors, err);
+      throw err;
+    }
+
+    const protocolVersion = req.headers.get('mcp-protocol-version') ?? DEFAULT_PROTOCOL_VERSION;
+    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(protocolVersion)) return rpcError(400, ErrorCode.InvalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`, cors);
+
+    switch (req.method) {
+      case 'POST':
+        return post(req, claims, cors, protocolVersion);
+      case 'GET': {
+        if (!(req.headers.get('accept') ?? '').includes('text/event-stream')) return rpcError(406, ErrorCode.InvalidRequest, 'Accept must include text/event-stream', cors);
+        const session = sessions.get(req.headers.get('mcp-session-id') ?? '');
+        if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
+        return session.openStream(req.signal, { ...cors, 'mcp-session-id': session.id });
+      }
+      case 'DELETE': {
+        const session = sessions.get(req.headers.get('mcp-session-id') ?? '');
+        if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
+        await session.end('the client ended the session');
+        return new Response(null, { status: 204, headers: cors });
+      }
+      default:
+        return new Response(null, { status: 405, headers: { ...cors, allow: 'GET, POST, DELETE, OPTIONS' } });
+    }
+  };
+
+  // Idle sessions (no request, no open stream) are ended: their child would otherwise live forever.
+  const reaper = setInterval(() => {
+    const cutoff = Date.now() - route.idleTimeout;
+    for (const session of sessions.values()) if (!session.busy && session.lastActivity < cutoff) void session.end('idle timeout');
+  }, Math.min(30_000, Math.max(1000, route.idleTimeout / 4)));
+  reaper.unref();
+
+  return {
+    handle,
+    async close() {
+      closing = true;
+      clearInterval(reaper);
+      await Promise.all([...sessions.values()].map((s) => s.end('the gateway is shutting down')));
+    },
+    sessionCount: () => sessions.size,
+    childPids: () => [...sessions.values()].flatMap((s) => (s.backend?.pid ? [s.backend.pid] : [])),
+  };
+}
+
+/** The body as text, or undefined once it passes `limit` bytes (a lying Content-Length included). */
+async function readLimited(req: Request, limit: number): Promise<string | undefined> {
+  if (!req.body) return '';
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alive, startRoute, until, type RouteHarness } from '../support/route-harness.ts';
+
+// A stdio route end to end: the real demo server as a child per session, the real SDK client,
+// real HTTP on loopback, real tokens.
+
+const DEMO = '    path: /demo\n    type: stdio\n    command: [node, examples/demo-server/server.ts]\n    timeout: 20s';
+
+describe('stdio route', () => {
+  let route: RouteHarness;
+  beforeAll(async () => {
+    route = await startRoute(DEMO);
+  });
+  afterAll(async () => route?.close());
+
+  const initialize = (headers: Record<string, string> = {}) =>
+    fetch(route.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+    });
+
+  it('answers 401 with the resource metadata challenge when there is no token', async () => {
+    const res = await initialize();
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe(`Bearer resource_metadata="${route.issuer}/.well-known/oauth-protected-resource/demo/mcp", scope="mcp"`);
+  });
+
+  it('refuses a token issued for another route', async () => {
+    const res = await initialize({ authorization: `Bearer ${await route.token({ aud: `${route.issuer}/other/mcp` })}` });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
+  });
+
+  it('refuses a foreign Origin with 403 and an unsupported protocol version with 400', async () => {
+    const token = await route.token();
+    expect((await initialize({ authorization: `Bearer ${token}`, origin: 'https://attacker.example' })).status).toBe(403);
+    expect((await initialize({ authorization: `Bearer ${token}`, 'mcp-protocol-version': '1999-01-01' })).status).toBe(400);
+  });
+
+  it('lists tools and calls echo, add, big and slow through the SDK client', async () => {
+    const { client, transport } = await route.connect();
+    expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['add', 'big', 'echo', 'slow']);
+    expect(await client.callTool({ name: 'echo', arguments: { text: 'héllo ✓' } })).toEqual({ content: [{ type: 'text', text: 'héllo ✓' }] });
+    expect(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })).toEqual({ content: [{ type: 'text', text: '42' }] });
+    const big = (await client.callTool({ name: 'big', arguments: { kb: 10_240 } })) as { content: Array<{ text: string }> };
+    expect(big.content[0]!.text.length).toBe(10 * 1024 * 1024);
+    expect(await client.callTool({ name: 'slow', arguments: { ms: 50 } })).toEqual({ content: [{ type: 'text', text: 'waited 50 ms' }] });
+    await transport.terminateSession();
+    await client.close();
+  });
+
+  it('matches 200 interleaved concurrent calls on one session to their requests', async () => {
+    const { client, transport } = await route.connect();
+    const texts = Array.from({ length: 200 }, (_, i) => `call-${i}-${'x'.repeat(i % 7)}`);
+    const results = await Promise.all(texts.map((text, i) => (i % 5 === 0 ? client.callTool({ name: 'slow', arguments: { ms: i % 20 } }) : client.callTool({ name: 'echo', arguments: { text } }))));
+    results.forEach((result, i) => {
+      const expected = i % 5 === 0 ? `waited ${i % 20} ms` : texts[i];
+      expect(result).toEqual({ content: [{ type: 'text', text: expected }] });
+    });
+    await transport.terminateSession();
+    await client.close();
+  });
+
+  it('ends the child when the client DELETEs the session', async () => {
+    const { client, transport } = await route.connect();
+    const [pid] = route.service.childPids();
+    expect(pid && alive(pid)).toBe(true);
+    await transport.terminateSession();
+    expect(await until(() => !alive(pid!))).toBe(true);
+    expect(route.service.sessionCount()).toBe(0);
+    await client.close();
+  });
+
+  it('refuses a session id used by another user, without forwarding anything', async () => {
+    const { client, transport } = await route.connect();
+    const other = await route.token({ sub: 'dev:mallory@example.com' });
+    const res = await fetch(route.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': transport.sessionId! },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/list' }),
+    });
+    expect(res.status).toBe(404);
+    await transport.terminateSession();
+    await client.close();
+  });
+
+  it('close() ends every child', async () => {
+    const a = await route.connect();
+    const b = await route.connect();
+    const pids = route.service.childPids();
+    expect(pids.length).toBe(2);
+    await route.service.close();
+    expect(pids.filter(alive)).toEqual([]);
+    await a.client.close();
+    await b.client.close();
+  });
+});
