@@ -1,5 +1,6 @@
 import type { Config, HttpRouteConfig, RouteConfig } from '../lib/config/config.ts';
 import { routeResources } from '../lib/config/config.ts';
+import { ConfigError } from '../lib/config/load.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import { json, type Handler } from '../lib/http/types.ts';
@@ -35,6 +36,8 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err: unknown) => log.error('shutdown step failed', { error: String(err) }));
   };
   try {
+    const needsCommand = config.routes.findIndex((r) => r.type === 'stdio' && r.command.length === 0);
+    if (needsCommand !== -1) throw new ConfigError(`${config.source}: routes[${needsCommand}].command: needed to run the route here (only Cloud Run runs a route from its image's entrypoint)`);
     const keys = await loadKeySet(store, clock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
     const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: [...keys.published], clock });
     const oauth = createOAuthApp({ config, store, keys, clock, log });
@@ -50,7 +53,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
       }),
     );
     const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route, store, verifier, clock, log: log.child({ route: route.path }) })]));
-    cleanups.push(async () => void (await Promise.all([...services.values()].map((s) => s.close()))));
+    const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });
     const health = config.server.healthPath;
@@ -73,8 +76,13 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     };
 
     const server = await serveHandler(handler, { host: config.server.host, port: config.server.port, log });
-    // Registered last so it runs first: stop taking requests before ending sessions.
-    cleanups.push(() => server.close());
+    // Registered last so it runs first: stop taking requests, end sessions (which closes their
+    // streams, so the connections can finish), then wait for the server to be done.
+    cleanups.push(async () => {
+      const stopped = server.close();
+      await closeServices();
+      await stopped;
+    });
     return {
       issuer: config.oauth.issuer,
       port: server.port,

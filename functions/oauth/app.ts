@@ -1,0 +1,82 @@
+import { IttyRouter, type IRequest } from 'itty-router';
+import type { Handler, RequestContext } from '../../lib/http/types.ts';
+import { json } from '../../lib/http/types.ts';
+import { errorJson, OAuthError } from '../../lib/oauth/errors.ts';
+import { devProvider } from '../../lib/oauth/providers/dev.ts';
+import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
+import { StoreUnavailableError } from '../../lib/store/store.ts';
+import { authorize } from './authorize.ts';
+import { decideConsent, showConsent } from './consent.ts';
+import type { HandlerDeps, OAuthDeps } from './deps.ts';
+import { authorizationServerMetadata, jwks, protectedResourceMetadata } from './metadata.ts';
+import { register } from './register.ts';
+import { revoke } from './revoke.ts';
+import { showSignIn, submitSignIn } from './signin.ts';
+import { token } from './token.ts';
+
+// The authorization server: every endpoint behind one itty-router (the only place it is
+// imported), errors rendered in one place. The same Handler serves the Cloud Function,
+// `mcp-front serve` and the tests.
+
+export type { OAuthDeps } from './deps.ts';
+
+const ALLOWED: Record<string, string> = {
+  '/authorize': 'GET',
+  '/token': 'POST, OPTIONS',
+  '/register': 'POST, OPTIONS',
+  '/revoke': 'POST, OPTIONS',
+  '/consent': 'GET, POST',
+  '/signin': 'GET, POST',
+  '/jwks.json': 'GET',
+};
+
+function providerFor(deps: OAuthDeps): UpstreamProvider {
+  if (deps.config.oauth.provider === 'dev') return devProvider(deps.config.oauth.issuer);
+  throw new Error(`provider ${deps.config.oauth.provider} is not available in this build`);
+}
+
+export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamProvider } = {}): Handler {
+  const full: HandlerDeps = { ...deps, provider: options.provider ?? providerFor(deps) };
+  const router = IttyRouter<IRequest, [RequestContext]>();
+  // Browser-based clients (the MCP Inspector) call these cross-origin.
+  const preflight = () =>
+    new Response(null, {
+      status: 204,
+      headers: { 'access-control-allow-origin': '*', 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' },
+    });
+  router
+    .get('/.well-known/oauth-authorization-server', () => authorizationServerMetadata(full))
+    .get('/.well-known/openid-configuration', () => authorizationServerMetadata(full))
+    .get('/.well-known/oauth-protected-resource/*', (req) => protectedResourceMetadata(full, new URL(req.url).pathname))
+    .get('/jwks.json', () => jwks(full))
+    .post('/register', (req) => register(req, full))
+    .get('/authorize', (req) => authorize(req, full))
+    .get('/signin', (req) => showSignIn(req, full))
+    .post('/signin', (req) => submitSignIn(req, full))
+    .get('/consent', (req) => showConsent(req, full))
+    .post('/consent', (req) => decideConsent(req, full))
+    .post('/token', (req) => token(req, full))
+    .post('/revoke', (req) => revoke(req, full))
+    .options('/token', preflight)
+    .options('/register', preflight)
+    .options('/revoke', preflight);
+
+  return async (req, ctx) => {
+    try {
+      const response: Response | undefined = await router.fetch(req as IRequest, ctx);
+      if (response) return response;
+      const { pathname } = new URL(req.url);
+      const allow = ALLOWED[pathname] ?? (pathname.startsWith('/.well-known/') ? 'GET' : undefined);
+      if (allow) return json({ error: 'invalid_request', error_description: `${req.method} is not allowed on ${pathname}` }, 405, { allow });
+      return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
+    } catch (err) {
+      if (err instanceof OAuthError) return errorJson(err);
+      if (err instanceof StoreUnavailableError) {
+        deps.log.error('store unavailable', { error: err.message });
+        return json({ error: 'temporarily_unavailable', error_description: 'the authorization server cannot reach its store; try again shortly' }, 503, { 'retry-after': '5' });
+      }
+      deps.log.error('authorization server error', { error: err instanceof Error ? err.stack : String(err) });
+      return json({ error: 'server_error', error_description: 'unexpected error' }, 500);
+    }
+  };
+}

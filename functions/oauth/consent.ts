@@ -1,0 +1,82 @@
+import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
+import { findClient } from '../../lib/oauth/clients.ts';
+import { issueCode, type UserIdentity } from '../../lib/oauth/grants.ts';
+import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
+import { safeEqual } from '../../lib/random.ts';
+import { checkSameOrigin, readForm, redirect, type OAuthDeps } from './deps.ts';
+
+// Our own consent page: names the client, where it returns to and the routes it asks for.
+// Consent is remembered per (user, client, route, scope); a remembered one skips the page.
+
+/** Back to the client with the RFC 9207 `iss` and the client's `state`. */
+export function redirectToClient(issuer: string, request: Pick<AuthRequest, 'redirectUri' | 'state'>, params: Record<string, string>): Response {
+  const url = new URL(request.redirectUri);
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+  if (request.state !== undefined) url.searchParams.set('state', request.state);
+  url.searchParams.set('iss', issuer);
+  return redirect(url.toString());
+}
+
+/** After sign-in: a code at once when consent is remembered, else the consent page. */
+export async function continueAuthorization(deps: OAuthDeps, requestId: string, request: AuthRequest, user: UserIdentity, extraHeaders: Record<string, string> = {}): Promise<Response> {
+  if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId, request, user, extraHeaders);
+  return redirect(`${deps.config.oauth.issuer}/consent?request=${encodeURIComponent(requestId)}`, extraHeaders);
+}
+
+async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: UserIdentity, extraHeaders: Record<string, string> = {}): Promise<Response> {
+  const code = await issueCode(deps.store, deps.clock, deps.config.oauth.codeTtl, {
+    clientId: request.clientId,
+    redirectUri: request.redirectUri,
+    codeChallenge: request.codeChallenge,
+    resource: request.resource,
+    scope: request.scope,
+    userSub: user.sub,
+    email: user.email,
+  });
+  await deps.store.delete('authRequests', requestId);
+  deps.log.info('authorization code issued', { client: request.clientId, user: user.sub, resource: request.resource });
+  const response = redirectToClient(deps.config.oauth.issuer, request, { code });
+  for (const [k, v] of Object.entries(extraHeaders)) response.headers.set(k, v);
+  return response;
+}
+
+async function requestForUser(deps: OAuthDeps, req: Request, requestId: string | null): Promise<{ error: Response } | { request: AuthRequest; user: UserIdentity }> {
+  const request = await loadAuthRequest(deps.store, requestId);
+  if (!request) return { error: errorPage('Sign-in expired', 'This authorization request is unknown or has expired. Start again from your MCP client.') };
+  const user = await browserSessionUser(deps.store, deps.config, req);
+  if (!user) return { error: errorPage('Not signed in', 'Your sign-in session has expired. Start again from your MCP client.', 401) };
+  if (request.userSub && request.userSub !== user.sub) return { error: errorPage('Wrong account', 'This authorization was started by another account.', 403) };
+  return { request, user };
+}
+
+export async function showConsent(req: Request, deps: OAuthDeps): Promise<Response> {
+  const requestId = new URL(req.url).searchParams.get('request');
+  const found = await requestForUser(deps, req, requestId);
+  if ('error' in found) return found.error;
+  const { request, user } = found;
+  if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId!, request, user);
+  if (!request.userSub) await deps.store.put('authRequests', requestId!, { ...request, userSub: user.sub, email: user.email });
+  const route = routeForResource(deps.config, request.resource);
+  return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes: [route?.path ?? request.resource], email: user.email });
+}
+
+export async function decideConsent(req: Request, deps: OAuthDeps): Promise<Response> {
+  if (!checkSameOrigin(req, deps.config.oauth.issuer)) return errorPage('Refused', 'This form was posted from another site.', 403);
+  const form = await readForm(req);
+  const requestId = form.get('request');
+  const found = await requestForUser(deps, req, requestId);
+  if ('error' in found) return found.error;
+  const { request, user } = found;
+  if (!request.userSub) return errorPage('Refused', 'Open the consent page before answering it.', 400);
+  if (!safeEqual(form.get('csrf') ?? '', request.csrf)) return errorPage('Refused', 'The form token does not match. Start again from your MCP client.', 403);
+  // The client may have been deleted meanwhile; never send a code to a redirect we can't vouch for.
+  if (!(await findClient(deps.store, request.clientId))) return errorPage('Unknown client', 'The client that asked for access is no longer registered.');
+  const decision = form.get('decision');
+  if (decision === 'deny') {
+    await deps.store.delete('authRequests', requestId!);
+    return redirectToClient(deps.config.oauth.issuer, request, { error: 'access_denied', error_description: 'the user denied access' });
+  }
+  if (decision !== 'allow') return errorPage('Refused', 'Choose Allow or Deny.');
+  await rememberConsent(deps.store, deps.clock, user.sub, request);
+  return grantCode(deps, requestId!, request, user);
+}

@@ -1,0 +1,68 @@
+import type { Clock } from '../../lib/clock.ts';
+import type { Config } from '../../lib/config/config.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Store } from '../../lib/store/store.ts';
+import type { KeySet } from '../../lib/tokens/keys.ts';
+import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
+import { OAuthError } from '../../lib/oauth/errors.ts';
+
+// What every handler of the authorization server gets.
+
+export interface OAuthDeps {
+  readonly config: Config;
+  readonly store: Store;
+  readonly keys: KeySet;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export interface HandlerDeps extends OAuthDeps {
+  readonly provider: UpstreamProvider;
+}
+
+/** Request bodies above this are refused before parsing. */
+export const MAX_FORM_BYTES = 16 * 1024;
+export const MAX_JSON_BYTES = 64 * 1024;
+
+export async function readBody(req: Request, limit: number): Promise<string> {
+  const declared = Number(req.headers.get('content-length') ?? 0);
+  if (declared > limit) throw new OAuthError('invalid_request', 413, `the body is larger than ${limit} bytes`);
+  if (!req.body) return '';
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel();
+      throw new OAuthError('invalid_request', 413, `the body is larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** An application/x-www-form-urlencoded body where no parameter appears twice (RFC 6749 §3.1). */
+export async function readForm(req: Request): Promise<URLSearchParams> {
+  const type = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') throw new OAuthError('invalid_request', 400, 'the body must be application/x-www-form-urlencoded');
+  const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+  const seen = new Set<string>();
+  for (const key of form.keys()) {
+    if (seen.has(key)) throw new OAuthError('invalid_request', 400, `parameter ${key} appears more than once`);
+    seen.add(key);
+  }
+  return form;
+}
+
+/** A browser form POST must come from our own pages (defence in depth next to the CSRF token). */
+export function checkSameOrigin(req: Request, issuer: string): boolean {
+  const origin = req.headers.get('origin');
+  return origin === null || origin === new URL(issuer).origin;
+}
+
+export function redirect(location: string, headers: Record<string, string> = {}): Response {
+  return new Response(null, { status: 303, headers: { location, 'cache-control': 'no-store', ...headers } });
+}

@@ -1,0 +1,48 @@
+import { json } from '../../lib/http/types.ts';
+import { authenticateClient, findClient, markClientUsed } from '../../lib/oauth/clients.ts';
+import { OAuthError } from '../../lib/oauth/errors.ts';
+import { redeemCode, rotateRefreshToken, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { readForm, type OAuthDeps } from './deps.ts';
+
+// POST /token: authorization_code (PKCE) and refresh_token (rotation). Responses are never
+// cached (RFC 6749 §5.1); the access token's audience is the route the grant is for.
+
+export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
+  const form = await readForm(req);
+  const client = await authenticateClient(deps.store, req, form);
+  const grantType = form.get('grant_type');
+  const resource = form.get('resource') ?? undefined;
+  let issued: IssuedGrant;
+  if (grantType === 'authorization_code') {
+    const code = form.get('code');
+    const verifier = form.get('code_verifier');
+    const redirectUri = form.get('redirect_uri');
+    if (!code) throw new OAuthError('invalid_request', 400, 'code is required');
+    if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
+    if (!redirectUri) throw new OAuthError('invalid_request', 400, 'redirect_uri is required');
+    issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource });
+    // The client completed a grant: its registration no longer expires.
+    const fresh = await findClient(deps.store, client.clientId);
+    if (fresh) await markClientUsed(deps.store, deps.clock, fresh);
+  } else if (grantType === 'refresh_token') {
+    const refreshToken = form.get('refresh_token');
+    if (!refreshToken) throw new OAuthError('invalid_request', 400, 'refresh_token is required');
+    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: deps.config.oauth.refreshTtl, graceMs: deps.config.oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource });
+  } else {
+    throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
+  }
+  const { grant } = issued;
+  const access = await signAccessToken(deps.keys.current, deps.config.oauth.issuer, deps.config.oauth.tokenTtl, deps.clock, {
+    sub: grant.userSub,
+    email: grant.email,
+    aud: grant.resource,
+    client_id: grant.clientId,
+    scope: grant.scope,
+  });
+  return json(
+    { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, refresh_token: issued.refreshToken, scope: grant.scope },
+    200,
+    { 'cache-control': 'no-store', pragma: 'no-cache', 'access-control-allow-origin': '*' },
+  );
+}

@@ -1,0 +1,95 @@
+import type { Clock } from '../clock.ts';
+import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../config/config.ts';
+import { randomToken, sha256 } from '../random.ts';
+import type { Store } from '../store/store.ts';
+import type { UserIdentity } from './grants.ts';
+
+// The state of an authorization in progress (sign-in → consent → code), the AS browser
+// session that makes one upstream sign-in serve every route, and remembered consent.
+
+export interface AuthRequestFields {
+  clientId: string;
+  clientName: string;
+  redirectUri: string;
+  state?: string;
+  codeChallenge: string;
+  resource: string;
+  scope: string;
+  /** The form token of the sign-in and consent pages of this request. */
+  csrf: string;
+  /** Bound at the first page that knows the user; the rest of the flow must be that user. */
+  userSub?: string;
+  email?: string;
+  /** Upstream providers' own state and PKCE verifier for this request. */
+  upstream?: Record<string, string>;
+}
+
+export type AuthRequest = AuthRequestFields & { [key: string]: unknown };
+
+export const AUTH_REQUEST_TTL_MS = 10 * 60_000;
+
+export async function saveAuthRequest(store: Store, clock: Clock, request: Omit<AuthRequestFields, 'csrf'>): Promise<{ id: string; request: AuthRequest }> {
+  const id = randomToken(24);
+  const full: AuthRequest = { ...request, csrf: randomToken(24) };
+  await store.put('authRequests', id, full, { expiresAt: clock.now() + AUTH_REQUEST_TTL_MS });
+  return { id, request: full };
+}
+
+export async function loadAuthRequest(store: Store, id: string | null): Promise<AuthRequest | undefined> {
+  if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
+  return store.get<AuthRequest>('authRequests', id);
+}
+
+/** The route a resource URL names, if any (RFC 8707: every form a client may send). */
+export function routeForResource(config: Config, resource: string): RouteConfig | undefined {
+  return config.routes.find((route) => routeResources(config.oauth.issuer, route).includes(resource));
+}
+
+// --- The AS session cookie -----------------------------------------------------------------
+
+export function sessionCookieName(issuer: string): string {
+  // __Host- pins the cookie to this exact origin over https (no Domain, Path=/, Secure).
+  return new URL(issuer).protocol === 'https:' ? '__Host-mcp_front_session' : 'mcp_front_session';
+}
+
+export function readCookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.get('cookie') ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) return value.join('=');
+  }
+  return undefined;
+}
+
+export async function startBrowserSession(store: Store, clock: Clock, config: Config, user: UserIdentity): Promise<string> {
+  const value = randomToken(32);
+  const ttl = config.oauth.sessionTtl;
+  await store.put('browserSessions', sha256(value), { userSub: user.sub, email: user.email, createdAt: clock.now() }, { expiresAt: clock.now() + ttl });
+  const issuer = new URL(config.oauth.issuer);
+  const secure = issuer.protocol === 'https:' || !isLoopbackHost(issuer.hostname);
+  return `${sessionCookieName(config.oauth.issuer)}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(ttl / 1000)}${secure ? '; Secure' : ''}`;
+}
+
+export async function browserSessionUser(store: Store, config: Config, req: Request): Promise<UserIdentity | undefined> {
+  const value = readCookie(req, sessionCookieName(config.oauth.issuer));
+  if (!value || !/^[A-Za-z0-9_-]{20,100}$/.test(value)) return undefined;
+  const session = await store.get<{ userSub: string; email: string }>('browserSessions', sha256(value));
+  return session ? { sub: session.userSub, email: session.email } : undefined;
+}
+
+// --- Remembered consent --------------------------------------------------------------------
+
+const consentId = (userSub: string, clientId: string, resource: string, scope: string) => sha256(`${userSub}\n${clientId}\n${resource}\n${scope}`);
+
+export async function hasConsent(store: Store, userSub: string, request: AuthRequest): Promise<boolean> {
+  return (await store.get('consents', consentId(userSub, request.clientId, request.resource, request.scope))) !== undefined;
+}
+
+export async function rememberConsent(store: Store, clock: Clock, userSub: string, request: AuthRequest): Promise<void> {
+  await store.put('consents', consentId(userSub, request.clientId, request.resource, request.scope), {
+    userSub,
+    clientId: request.clientId,
+    resource: request.resource,
+    scope: request.scope,
+    createdAt: clock.now(),
+  });
+}

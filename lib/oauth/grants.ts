@@ -1,0 +1,165 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '../clock.ts';
+import { randomToken, safeEqual, sha256 } from '../random.ts';
+import type { Store, Transaction } from '../store/store.ts';
+import { OAuthError } from './errors.ts';
+
+// Grants and the credentials that carry them: authorization codes (single use, replay revokes
+// the grant) and refresh tokens (rotated on every use, the previous one honoured for a grace
+// window, reuse after it revokes the grant). Every state change is one store transaction, so
+// two racing requests can never both win and a failing store leaves nothing half-written.
+
+export interface UserIdentity {
+  readonly sub: string;
+  readonly email: string;
+}
+
+export interface CodeRecord {
+  [key: string]: unknown;
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  resource: string;
+  scope: string;
+  userSub: string;
+  email: string;
+  /** Set when redeemed; the document stays for a while so a replay can be recognised. */
+  grantId?: string;
+}
+
+export interface GrantRecord {
+  [key: string]: unknown;
+  userSub: string;
+  email: string;
+  clientId: string;
+  resource: string;
+  scope: string;
+  createdAt: number;
+  /** The generation of the one refresh token that may be used now. */
+  generation: number;
+  revokedAt?: number;
+  revokedReason?: string;
+}
+
+interface RefreshRecord {
+  [key: string]: unknown;
+  grantId: string;
+  clientId: string;
+  generation: number;
+  rotatedAt?: number;
+  expiresAt: number;
+}
+
+/** How long a used code is remembered, to turn a replay into a revocation. */
+const USED_CODE_MEMORY_MS = 3_600_000;
+
+export async function issueCode(store: Store, clock: Clock, ttlMs: number, record: CodeRecord): Promise<string> {
+  const code = randomToken(32);
+  await store.put('codes', sha256(code), record, { expiresAt: clock.now() + ttlMs });
+  return code;
+}
+
+/** RFC 7636 §4.6 with S256 only: BASE64URL(SHA256(verifier)) == challenge. */
+export function pkceMatches(verifier: string, challenge: string): boolean {
+  if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier)) return false;
+  return safeEqual(createHash('sha256').update(verifier).digest('base64url'), challenge);
+}
+
+type Outcome = { readonly kind: 'grant'; readonly message: string } | { readonly kind: 'target'; readonly message: string } | { readonly kind: 'issued'; readonly issued: IssuedGrant };
+
+function settle(outcome: Outcome): IssuedGrant {
+  if (outcome.kind === 'issued') return outcome.issued;
+  throw new OAuthError(outcome.kind === 'target' ? 'invalid_target' : 'invalid_grant', 400, outcome.message);
+}
+
+export interface IssuedGrant {
+  readonly grantId: string;
+  readonly grant: GrantRecord;
+  readonly refreshToken: string;
+}
+
+function newRefreshToken(tx: Transaction, now: number, refreshTtlMs: number, grantId: string, clientId: string, generation: number): string {
+  const token = randomToken(32);
+  const expiresAt = now + refreshTtlMs;
+  tx.put('refreshTokens', sha256(token), { grantId, clientId, generation, createdAt: now, expiresAt } satisfies RefreshRecord & { createdAt: number }, { expiresAt });
+  return token;
+}
+
+/** Redeems a code: exactly one caller wins; a replay revokes the grant the code produced. */
+export async function redeemCode(
+  store: Store,
+  clock: Clock,
+  refreshTtlMs: number,
+  input: { code: string; clientId: string; redirectUri: string; verifier: string; resource?: string },
+): Promise<IssuedGrant> {
+  const codeId = sha256(input.code);
+  const outcome = await store.transaction(async (tx): Promise<Outcome> => {
+    const code = await tx.get<CodeRecord>('codes', codeId);
+    if (!code) return { kind: 'grant', message: 'the authorization code is invalid or expired' };
+    const now = clock.now();
+    if (code.grantId) {
+      // RFC 6749 §4.1.2: a code used twice means it leaked; what it granted is revoked.
+      const grant = await tx.get<GrantRecord>('grants', code.grantId);
+      if (grant && !grant.revokedAt) tx.put('grants', code.grantId, { ...grant, revokedAt: now, revokedReason: 'authorization code replayed' });
+      return { kind: 'grant', message: 'the authorization code was already used; the grant it produced is revoked' };
+    }
+    if (code.clientId !== input.clientId) return { kind: 'grant', message: 'the authorization code was issued to another client' };
+    if (code.redirectUri !== input.redirectUri) return { kind: 'grant', message: 'redirect_uri does not match the one in the authorization request' };
+    if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
+    if (input.resource !== undefined && input.resource !== code.resource) return { kind: 'target', message: `resource must be ${code.resource}, as in the authorization request` };
+    const grantId = randomToken(16);
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, clientId: code.clientId, resource: code.resource, scope: code.scope, createdAt: now, generation: 1 };
+    tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
+    tx.put('grants', grantId, grant);
+    const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
+    return { kind: 'issued', issued: { grantId, grant, refreshToken } };
+  });
+  return settle(outcome);
+}
+
+/**
+ * Rotates a refresh token. The current one rotates; the one before it is honoured for
+ * `graceMs` after its rotation (a client that retried a lost response) and rotates the
+ * lineage again, so one lineage stays live. Anything older, or later, revokes the grant.
+ */
+export async function rotateRefreshToken(
+  store: Store,
+  clock: Clock,
+  options: { refreshTtlMs: number; graceMs: number },
+  input: { token: string; clientId: string; resource?: string; stillAllowed?: (grant: GrantRecord) => Promise<string | undefined> },
+): Promise<IssuedGrant> {
+  const tokenId = sha256(input.token);
+  const now = clock.now();
+  const outcome = await store.transaction(async (tx): Promise<Outcome> => {
+    const token = await tx.get<RefreshRecord>('refreshTokens', tokenId);
+    if (!token) return { kind: 'grant', message: 'the refresh token is invalid or expired' };
+    const grant = await tx.get<GrantRecord>('grants', token.grantId);
+    if (!grant || grant.revokedAt) return { kind: 'grant', message: 'the grant was revoked; sign in again' };
+    if (token.clientId !== input.clientId) return { kind: 'grant', message: 'the refresh token was issued to another client' };
+    if (input.resource !== undefined && input.resource !== grant.resource) return { kind: 'target', message: `resource must be ${grant.resource}` };
+    const current = token.generation === grant.generation;
+    const retried = token.generation === grant.generation - 1 && token.rotatedAt !== undefined && now - token.rotatedAt <= options.graceMs;
+    if (!current && !retried) {
+      tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: 'refresh token reused' });
+      return { kind: 'grant', message: 'the refresh token was already used; the grant is revoked, sign in again' };
+    }
+    const generation = grant.generation + 1;
+    const next: GrantRecord = { ...grant, generation };
+    // A rotated token is kept until it would have expired, so a late reuse is recognised as one.
+    if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
+    tx.put('grants', token.grantId, next);
+    const refreshToken = newRefreshToken(tx, now, options.refreshTtlMs, token.grantId, token.clientId, generation);
+    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken } };
+  });
+  return settle(outcome);
+}
+
+/** Revokes the grant a refresh token belongs to (RFC 7009); unknown tokens are not an error. */
+export async function revokeByRefreshToken(store: Store, clock: Clock, token: string, clientId: string): Promise<void> {
+  await store.transaction(async (tx) => {
+    const record = await tx.get<RefreshRecord>('refreshTokens', sha256(token));
+    if (!record || record.clientId !== clientId) return;
+    const grant = await tx.get<GrantRecord>('grants', record.grantId);
+    if (grant && !grant.revokedAt) tx.put('grants', record.grantId, { ...grant, revokedAt: clock.now(), revokedReason: 'revoked by the client' });
+  });
+}

@@ -1,0 +1,80 @@
+import escapeHtml from 'escape-html';
+
+// The authorization server's own pages: sign-in (dev provider), consent and errors. Every
+// interpolated value is escaped; no scripts at all; a CSP that allows nothing but our forms
+// and the one redirect target the form may lead to.
+
+export interface PageOptions {
+  readonly title: string;
+  readonly body: string;
+  readonly status?: number;
+  /** Where a form on this page may end up after its redirects (the client's redirect_uri). */
+  readonly formTarget?: string;
+  readonly headers?: Record<string, string>;
+}
+
+const STYLE = `body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}
+h1{font-size:1.4rem}button,input{font:inherit;padding:.5rem .9rem;border-radius:.4rem;border:1px solid #888}
+button[value=allow],button[type=submit]{background:#1a56db;color:#fff;border-color:#1a56db}ul{padding-left:1.2rem}
+.muted{color:#555;font-size:.9rem}code{background:#f2f2f2;padding:0 .2rem}`;
+
+/** The CSP form-action source for a redirect target: its origin, or its scheme for native apps. */
+function formSource(target: string): string {
+  const url = new URL(target);
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : url.protocol;
+}
+
+export function page(options: PageOptions): Response {
+  const formAction = ["'self'", ...(options.formTarget ? [formSource(options.formTarget)] : [])].join(' ');
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="same-origin">
+<title>${escapeHtml(options.title)}</title><style>${STYLE}</style></head><body>${options.body}</body></html>`;
+  return new Response(html, {
+    status: options.status ?? 200,
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
+      'x-frame-options': 'DENY',
+      // same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on our own form posts.
+      'referrer-policy': 'same-origin',
+      ...options.headers,
+    },
+  });
+}
+
+/** A browser-facing error: shown, never redirected (the redirect_uri may not be the client's). */
+export function errorPage(title: string, message: string, status = 400): Response {
+  return page({ title, status, body: `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p><p class="muted">You can close this window.</p>` });
+}
+
+export function signInPage(options: { requestId: string; csrf: string; clientName: string; error?: string; formTarget: string }): Response {
+  return page({
+    title: 'Sign in',
+    formTarget: options.formTarget,
+    status: options.error ? 400 : 200,
+    body: `<h1>Sign in to continue to ${escapeHtml(options.clientName)}</h1>
+<p class="muted">Local development sign-in: any email address is accepted on this machine.</p>
+${options.error ? `<p role="alert">${escapeHtml(options.error)}</p>` : ''}
+<form method="post" action="/signin">
+<input type="hidden" name="request" value="${escapeHtml(options.requestId)}"><input type="hidden" name="csrf" value="${escapeHtml(options.csrf)}">
+<p><label>Email <input name="email" type="email" autocomplete="email" required autofocus></label></p>
+<p><button type="submit">Sign in</button></p></form>`,
+  });
+}
+
+export function consentPage(options: { requestId: string; csrf: string; clientName: string; redirectUri: string; routes: readonly string[]; email: string }): Response {
+  const redirect = new URL(options.redirectUri);
+  const where = redirect.protocol === 'http:' || redirect.protocol === 'https:' ? redirect.host : redirect.protocol;
+  return page({
+    title: 'Allow access?',
+    formTarget: options.redirectUri,
+    body: `<h1>Allow ${escapeHtml(options.clientName)} to use your MCP tools?</h1>
+<p>Signed in as <strong>${escapeHtml(options.email)}</strong>.</p>
+<p><strong>${escapeHtml(options.clientName)}</strong> (returning to <code>${escapeHtml(where)}</code>) asks to act for you on:</p>
+<ul>${options.routes.map((r) => `<li><code>${escapeHtml(r)}</code></li>`).join('')}</ul>
+<form method="post" action="/consent">
+<input type="hidden" name="request" value="${escapeHtml(options.requestId)}"><input type="hidden" name="csrf" value="${escapeHtml(options.csrf)}">
+<p><button name="decision" value="allow" type="submit">Allow</button> <button name="decision" value="deny" type="submit">Deny</button></p></form>
+<p class="muted">Only allow clients you trust. You can revoke access later.</p>`,
+  });
+}
