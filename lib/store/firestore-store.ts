@@ -83,30 +83,34 @@ class FirestoreStore implements Store {
   }
 
   transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
-    return guard(
-      this.#db.runTransaction(
-        async (t) => {
-          let wrote = false;
-          const tx: Transaction = {
-            get: async <T extends Doc>(collection: Collection, id: string) => {
-              if (wrote) throw new Error('store transaction: every read must come before the first write');
-              return this.#live<T>(await t.get(this.#ref(collection, id)));
-            },
-            put: (collection, id, doc, options) => {
-              wrote = true;
-              t.set(this.#ref(collection, id), this.#stored(doc, options));
-            },
-            delete: (collection, id) => {
-              wrote = true;
-              t.delete(this.#ref(collection, id));
-            },
-          };
-          return fn(tx);
-        },
-        { maxAttempts: 10 },
-      ),
-      TRANSACTION_DEADLINE_MS,
+    // Once the caller has been told "unavailable", no retry of this transaction may commit:
+    // a grant must not appear after its request already failed.
+    const abandoned = { value: false };
+    const attempt = this.#db.runTransaction(
+      async (t) => {
+        if (abandoned.value) throw new StoreUnavailableError('transaction abandoned after its deadline');
+        let wrote = false;
+        const tx: Transaction = {
+          get: async <T extends Doc>(collection: Collection, id: string) => {
+            if (wrote) throw new Error('store transaction: every read must come before the first write');
+            return this.#live<T>(await t.get(this.#ref(collection, id)));
+          },
+          put: (collection, id, doc, options) => {
+            wrote = true;
+            t.set(this.#ref(collection, id), this.#stored(doc, options));
+          },
+          delete: (collection, id) => {
+            wrote = true;
+            t.delete(this.#ref(collection, id));
+          },
+        };
+        const result = await fn(tx);
+        if (abandoned.value) throw new StoreUnavailableError('transaction abandoned after its deadline');
+        return result;
+      },
+      { maxAttempts: 10 },
     );
+    return guard(attempt, TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
   }
 
   async ping(): Promise<void> {
@@ -128,10 +132,14 @@ function decodeId(id: string): string {
 }
 
 /** Bounds every call by a deadline and turns "backend not answering" into StoreUnavailableError. */
-async function guard<T>(operation: Promise<T>, deadlineMs = DEADLINE_MS): Promise<T> {
+async function guard<T>(operation: Promise<T>, deadlineMs = DEADLINE_MS, onDeadline?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  operation.catch(() => undefined); // settled after the deadline: nobody is waiting any more
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreUnavailableError(`Firestore did not answer within ${deadlineMs} ms`)), deadlineMs);
+    timer = setTimeout(() => {
+      onDeadline?.();
+      reject(new StoreUnavailableError(`Firestore did not answer within ${deadlineMs} ms`));
+    }, deadlineMs);
     timer.unref();
   });
   try {

@@ -38,7 +38,9 @@ describe.skipIf(skip)('local stack end to end', () => {
     stack = await startStackProcess({ yaml });
     // The client's redirect target (RFC 8252 loopback redirect), which records what it got.
     callback = createServer((req, res) => {
-      received.push(new URL(req.url!, 'http://x').searchParams);
+      // Only the redirect counts: Chromium also asks this origin for /favicon.ico.
+      const url = new URL(req.url!, 'http://x');
+      if (url.pathname === '/callback') received.push(url.searchParams);
       res.end('signed in');
     });
     await new Promise<void>((r) => callback.listen(0, '127.0.0.1', r));

@@ -43,7 +43,8 @@ describe.skipIf('skip' in emulator)('Firestore (emulator)', () => {
     }
     await store.put('clients', 'e', { ok: true });
     expect(await store.get('clients', 'e')).toEqual({ ok: true });
-    expect(await store.get('clients', 'd')).toBeUndefined();
+    // Not asserted: whether 'd' landed. A commit RPC queued while the emulator was down can be
+    // delivered when it returns, after the caller was told "unavailable" (whole, never partial).
     await store.close();
   }, 120_000);
 });
