@@ -5,6 +5,7 @@ import type { Store } from '../../lib/store/store.ts';
 import type { KeySet } from '../../lib/tokens/keys.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
+import { readBodyLimited } from '../../lib/http/body.ts';
 
 // What every handler of the authorization server gets.
 
@@ -25,23 +26,9 @@ export const MAX_FORM_BYTES = 16 * 1024;
 export const MAX_JSON_BYTES = 64 * 1024;
 
 export async function readBody(req: Request, limit: number): Promise<string> {
-  const declared = Number(req.headers.get('content-length') ?? 0);
-  if (declared > limit) throw new OAuthError('invalid_request', 413, `the body is larger than ${limit} bytes`);
-  if (!req.body) return '';
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel();
-      throw new OAuthError('invalid_request', 413, `the body is larger than ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const text = await readBodyLimited(req, limit);
+  if (text === undefined) throw new OAuthError('invalid_request', 413, `the body is larger than ${limit} bytes`);
+  return text;
 }
 
 /** An application/x-www-form-urlencoded body where no parameter appears twice (RFC 6749 §3.1). */

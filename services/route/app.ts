@@ -1,6 +1,7 @@
 import type { Clock } from '../../lib/clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../../lib/config/config.ts';
 import type { RequestContext } from '../../lib/http/types.ts';
+import { readBodyLimited } from '../../lib/http/body.ts';
 import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
 import type { Store } from '../../lib/store/store.ts';
@@ -129,9 +130,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
     const type = req.headers.get('content-type') ?? '';
     if (!type.toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
-    const declared = Number(req.headers.get('content-length') ?? 0);
-    if (declared > MAX_BODY_BYTES) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
-    const text = await readLimited(req, MAX_BODY_BYTES);
+    const text = await readBodyLimited(req, MAX_BODY_BYTES);
     if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
     let parsed: unknown;
     try {
@@ -236,23 +235,4 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     sessionCount: () => sessions.size,
     childPids: () => [...sessions.values()].flatMap((s) => (s.backend?.pid ? [s.backend.pid] : [])),
   };
-}
-
-/** The body as text, or undefined once it passes `limit` bytes (a lying Content-Length included). */
-async function readLimited(req: Request, limit: number): Promise<string | undefined> {
-  if (!req.body) return '';
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
