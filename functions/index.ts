@@ -1,0 +1,34 @@
+import * as ff from '@google-cloud/functions-framework';
+import { systemClock } from '../lib/clock.ts';
+import { loadConfig } from '../lib/config/load.ts';
+import type { Handler } from '../lib/http/types.ts';
+import { createLogger } from '../lib/log.ts';
+import { openStore } from '../lib/store/open.ts';
+import { loadKeySet } from '../lib/tokens/keys.ts';
+import { createOAuthApp } from './oauth/app.ts';
+import { toWebRequest, writeWebResponse } from './express-adapter.ts';
+
+// The Cloud Function `oauth`: the authorization server's handlers behind the Functions
+// Framework. Config from MCP_FRONT_CONFIG, the signing key from MCP_FRONT_SIGNING_KEY
+// (Secret Manager), Firestore from the config. Built once per instance, on first request.
+
+const log = createLogger({ base: { service: 'mcp-front-oauth' } });
+let app: Promise<Handler> | undefined;
+
+async function build(): Promise<Handler> {
+  const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
+  const store = await openStore(config.oauth, systemClock);
+  const keys = await loadKeySet(store, systemClock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+  return createOAuthApp({ config, store, keys, clock: systemClock, log });
+}
+
+ff.http('oauth', async (req, res) => {
+  app ??= build().catch((err: unknown) => {
+    app = undefined; // a failed start (store down) is retried on the next request
+    throw err;
+  });
+  const handler = await app;
+  const forwarded = req.headers['x-forwarded-for'];
+  const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
+  await writeWebResponse(await handler(toWebRequest(req), { clientIp }), res);
+});

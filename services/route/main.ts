@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { systemClock } from '../../lib/clock.ts';
+import { ConfigError, loadConfig } from '../../lib/config/load.ts';
+import type { StdioRouteConfig } from '../../lib/config/config.ts';
+import { serveHandler } from '../../lib/http/node-server.ts';
+import { createLogger } from '../../lib/log.ts';
+import { openStore } from '../../lib/store/open.ts';
+import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
+import { createRouteService } from './app.ts';
+
+// The Cloud Run entrypoint of one route (and the bridge layered onto a stdio server's image):
+// MCP_FRONT_CONFIG names the config, MCP_FRONT_ROUTE the route; tokens verify against the
+// issuer's JWKS. The only process it starts is the route's server, one per session.
+
+const log = createLogger({ base: { service: 'mcp-route' } });
+
+function routeFromEnv() {
+  const file = process.env.MCP_FRONT_CONFIG;
+  const path = process.env.MCP_FRONT_ROUTE;
+  if (!file || !path) throw new ConfigError('set MCP_FRONT_CONFIG (the YAML) and MCP_FRONT_ROUTE (e.g. /notion)');
+  const config = loadConfig(file);
+  let route = config.routes.find((r) => r.path === path);
+  if (!route) throw new ConfigError(`${file}: no route ${path}`);
+  if (route.type === 'stdio' && route.command.length === 0) route = { ...route, command: imageCommand() } satisfies StdioRouteConfig;
+  return { config, route };
+}
+
+/** The server image's own ENTRYPOINT + CMD, captured at build time (see infra/image.ts). */
+function imageCommand(): string[] {
+  const file = process.env.MCP_FRONT_COMMAND_FILE;
+  if (!file) throw new ConfigError('the route has no command and MCP_FRONT_COMMAND_FILE is not set');
+  const { entrypoint, cmd } = JSON.parse(readFileSync(file, 'utf8')) as { entrypoint: string[] | null; cmd: string[] | null };
+  const command = [...(entrypoint ?? []), ...(cmd ?? [])];
+  if (!command.length) throw new ConfigError(`${file}: the image has neither ENTRYPOINT nor CMD`);
+  return command;
+}
+
+try {
+  const { config, route } = routeFromEnv();
+  const store = await openStore(config.oauth, systemClock);
+  const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: new URL(`${config.oauth.issuer}/jwks.json`), clock: systemClock });
+  const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }) });
+  const server = await serveHandler(service.handle, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: 8000 });
+  log.info('route listening', { route: route.path, port: server.port, type: route.type });
+  // Cloud Run sends SIGTERM and allows 10 s: stop accepting, end sessions and children, exit.
+  const stop = async (signal: string) => {
+    log.info('shutting down', { signal });
+    const stopped = server.close();
+    await service.close();
+    await stopped;
+    await store.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+} catch (err) {
+  if (err instanceof ConfigError) {
+    log.error(err.message);
+    process.exit(1);
+  }
+  throw err;
+}
