@@ -12,7 +12,6 @@ export interface Check {
 }
 
 const TIMEOUT_MS = 10_000;
-const CLAUDE_ORIGIN = 'https://claude.ai';
 
 interface Fetched {
   readonly status: number;
@@ -83,7 +82,8 @@ export async function runDoctor(base: string, routes: readonly string[]): Promis
     const endpoint = `${origin}${route}/mcp`;
     const initialize = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'mcp-front-doctor', version: '1' } } });
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-    const unauthenticated = await get(endpoint, { method: 'POST', headers: { ...headers, origin: CLAUDE_ORIGIN }, body: initialize }).catch(() => undefined);
+    // As a browser-based client on the issuer's own origin would send it, so CORS applies.
+    const unauthenticated = await get(endpoint, { method: 'POST', headers: { ...headers, origin }, body: initialize }).catch(() => undefined);
     const challenge = unauthenticated?.headers.get('www-authenticate') ?? '';
     const prmUrl = /resource_metadata="([^"]+)"/.exec(challenge)?.[1];
     check(`${route}: 401 with WWW-Authenticate resource_metadata`, unauthenticated?.status === 401 && prmUrl !== undefined, `the URL map must send ${route}/* to mcp-route-${route.slice(1)}, and the route must be deployed`, unauthenticated ? `HTTP ${unauthenticated.status} ${challenge}` : 'no answer');

@@ -1,0 +1,53 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDoctor, renderChecks } from '../../cli/doctor.ts';
+import { startStackProcess, type StackProcess } from '../support/stack-process.ts';
+
+// `mcp-front doctor` from outside, against the real local stack and against a stand-in
+// deployment with a wrong issuer and no protected resource metadata.
+
+describe('mcp-front doctor', () => {
+  let stack: StackProcess;
+  let broken: Server;
+  let brokenUrl = '';
+
+  beforeAll(async () => {
+    stack = await startStackProcess();
+    broken = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/.well-known/oauth-authorization-server') {
+        // The issuer a misconfigured deployment would announce: not the URL clients use.
+        return res.end(JSON.stringify({ issuer: 'https://old-name.example.com', authorization_endpoint: `${brokenUrl}/authorize`, token_endpoint: `${brokenUrl}/token`, registration_endpoint: `${brokenUrl}/register`, jwks_uri: `${brokenUrl}/jwks.json`, code_challenge_methods_supported: ['S256'] }));
+      }
+      if (req.url === '/demo/mcp') {
+        res.statusCode = 401;
+        res.setHeader('www-authenticate', `Bearer resource_metadata="${brokenUrl}/.well-known/oauth-protected-resource/demo/mcp"`);
+        return res.end('{}');
+      }
+      res.statusCode = 404;
+      res.end('{}');
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    brokenUrl = `http://127.0.0.1:${(broken.address() as { port: number }).port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    broken?.close();
+    if (stack) await stack.stop();
+  });
+
+  it('passes every check against the local stack', async () => {
+    const checks = await runDoctor(stack.baseUrl, ['/demo', '/demo-http']);
+    expect(checks.filter((c) => !c.ok)).toEqual([]);
+    expect(checks.length).toBeGreaterThan(15);
+    expect(renderChecks(checks)).toMatch(/all \d+ checks passed/);
+  });
+
+  it('names a wrong issuer and a missing PRM document, with the fix', async () => {
+    const checks = await runDoctor(brokenUrl, ['/demo']);
+    const failed = new Map(checks.filter((c) => !c.ok).map((c) => [c.name, c]));
+    expect(failed.get('metadata issuer equals the URL clients use')?.fix).toContain(`set oauth.issuer to exactly ${brokenUrl}`);
+    expect(failed.get('/demo: protected resource metadata (RFC 9728)')?.fix).toContain('/.well-known/*');
+    expect(renderChecks(checks)).toContain('fix:');
+  });
+});
