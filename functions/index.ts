@@ -7,6 +7,7 @@ import { openStore } from '../lib/store/open.ts';
 import { loadKeySet } from '../lib/tokens/keys.ts';
 import { createOAuthApp } from './oauth/app.ts';
 import { toWebRequest, writeWebResponse } from './express-adapter.ts';
+import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
 
 // The Cloud Function `oauth`: the authorization server's handlers behind the Functions
 // Framework. Config from MCP_FRONT_CONFIG, the signing key from MCP_FRONT_SIGNING_KEY
@@ -22,7 +23,8 @@ async function build(): Promise<Handler> {
   return createOAuthApp({ config, store, keys, clock: systemClock, log });
 }
 
-ff.http('oauth', async (req, res) => {
+/** The function body, shared with the Firebase emulator wrapper (functions/firebase/index.ts). */
+export async function serveOAuth(req: ExpressRequest, res: ExpressResponse): Promise<void> {
   app ??= build().catch((err: unknown) => {
     app = undefined; // a failed start (store down) is retried on the next request
     throw err;
@@ -31,4 +33,6 @@ ff.http('oauth', async (req, res) => {
   const forwarded = req.headers['x-forwarded-for'];
   const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
   await writeWebResponse(await handler(toWebRequest(req), { clientIp }), res);
-});
+}
+
+ff.http('oauth', serveOAuth);
