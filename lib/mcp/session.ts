@@ -112,6 +112,8 @@ export class McpSession implements SessionInfo {
   readonly #open = new Set<Exchange>();
   #stream?: { controller: ReadableStreamDefaultController<Uint8Array>; keepalive: NodeJS.Timeout };
   readonly #backlog: JsonRpcMessage[] = [];
+  /** The gateway's own requests to the backend (re-initialization), by id. */
+  readonly #internal = new Map<JsonRpcId, (response: JsonRpcMessage) => void>();
   #ended = false;
 
   constructor(options: SessionOptions) {
@@ -133,6 +135,11 @@ export class McpSession implements SessionInfo {
   /** From the backend. */
   receive(message: JsonRpcMessage): void {
     if (isResponse(message)) {
+      const own = this.#internal.get(message.id!);
+      if (own) {
+        this.#internal.delete(message.id!);
+        return own(message);
+      }
       const exchange = this.#byId.get(message.id!);
       if (!exchange) return void this.#options.log.log('DEBUG', 'response for no open request', { id: String(message.id) });
       this.#byId.delete(message.id!);
@@ -188,6 +195,27 @@ export class McpSession implements SessionInfo {
     return response;
   }
 
+  /**
+   * Initializes the backend on the client's behalf, with the client's original initialize
+   * params: a session this instance does not hold (another instance had it, or this one
+   * restarted) carries on instead of answering 404. The server's answer is not the client's.
+   */
+  async initializeBackend(params: unknown): Promise<void> {
+    const id = `mcp-front-init-${this.id.slice(0, 8)}-${Date.now()}`;
+    const answered = new Promise<JsonRpcMessage>((resolve, reject) => {
+      this.#internal.set(id, resolve);
+      const timer = setTimeout(() => {
+        this.#internal.delete(id);
+        reject(new BackendError('the MCP server did not answer initialize in time', { status: 504 }));
+      }, this.#options.requestTimeoutMs);
+      timer.unref();
+    });
+    await this.backend.send({ jsonrpc: '2.0', id, method: 'initialize', params: params as Record<string, unknown> });
+    const response = await answered;
+    if (response.error) throw new BackendError(`the MCP server refused to initialize again: ${response.error.message}`);
+    await this.backend.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  }
+
   /** GET: the stream for server messages not tied to a request. A new one replaces the old. */
   openStream(signal: AbortSignal, headers: Record<string, string>): Response {
     this.lastActivity = Date.now();
@@ -211,6 +239,8 @@ export class McpSession implements SessionInfo {
     this.#ended = true;
     for (const [id, exchange] of this.#byId) exchange.deliver(errorResponse(id, ErrorCode.BackendFailed, reason), 502);
     this.#byId.clear();
+    for (const [id, waiter] of this.#internal) waiter(errorResponse(id, ErrorCode.BackendFailed, reason));
+    this.#internal.clear();
     for (const exchange of this.#open) exchange.end();
     this.#open.clear();
     this.#closeStream();

@@ -6,7 +6,8 @@ import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
 import type { Store } from '../../lib/store/store.ts';
 import { InvalidTokenError, type AccessTokenClaims, type AccessTokenVerifier } from '../../lib/tokens/access-token.ts';
-import type { Backend } from '../../lib/mcp/backend.ts';
+import { BackendError, type Backend } from '../../lib/mcp/backend.ts';
+import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { startHttpBackend } from '../../lib/mcp/http-backend.ts';
 import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { McpSession } from '../../lib/mcp/session.ts';
@@ -35,6 +36,19 @@ export interface RouteService {
   sessionCount(): number;
   /** Child pids of live stdio sessions (tests check none outlives its session). */
   childPids(): number[];
+}
+
+/** What the store keeps of a session, so any instance can carry it on. */
+interface SessionRecord {
+  [key: string]: unknown;
+  route: string;
+  userSub: string;
+  email: string | null;
+  clientId: string;
+  protocolVersion: string;
+  initializeParams: unknown;
+  createdAt: number;
+  lastSeen: number;
 }
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
@@ -92,9 +106,9 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, log: backendLog }, events);
   };
 
-  const openSession = (claims: AccessTokenClaims): McpSession => {
+  const openSession = (claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>, id = randomToken(24)): McpSession => {
     const session = new McpSession({
-      id: randomToken(24),
+      id,
       userSub: claims.sub,
       clientId: claims.client_id,
       log,
@@ -102,8 +116,10 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       keepaliveMs: deps.keepaliveMs ?? 15_000,
       onEnd: (s) => {
         sessions.delete(s.id);
+        recordedAt.delete(s.id);
+        // The record stays: another instance (or this one, restarted) may carry the session on.
+        // Only the client's DELETE forgets it; otherwise it expires after idle_timeout.
         log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
-        deps.store.delete('mcpSessions', s.id).catch((err: unknown) => log.warn('could not delete the session record', { error: String(err) }));
       },
     });
     session.backend = startBackend(session);
@@ -111,20 +127,70 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return session;
   };
 
-  const recordSession = async (session: McpSession, claims: AccessTokenClaims) => {
+  /** When each session's record was last written: refreshed at most every idle_timeout/2. */
+  const recordedAt = new Map<string, number>();
+  const records = new Map<string, SessionRecord>();
+
+  const recordSession = async (session: McpSession, claims: Pick<AccessTokenClaims, 'sub' | 'client_id'> & { email?: string }) => {
     const now = deps.clock.now();
-    const record = {
+    const record: SessionRecord = {
       route: route.path,
       userSub: claims.sub,
       email: claims.email ?? null,
       clientId: claims.client_id,
       protocolVersion: session.protocolVersion,
       initializeParams: session.initializeParams ?? null,
-      createdAt: now,
+      createdAt: records.get(session.id)?.createdAt ?? now,
       lastSeen: now,
     };
-    // One write per session, never per call; a store outage must not break the session itself.
+    records.set(session.id, record);
+    recordedAt.set(session.id, now);
+    // One write per session start and per idle_timeout/2, never per call; a store outage must
+    // not break the session itself, only its resumption elsewhere.
     await deps.store.put('mcpSessions', session.id, record, { expiresAt: now + route.idleTimeout }).catch((err: unknown) => log.warn('could not record the session', { error: String(err) }));
+  };
+
+  const touch = (session: McpSession) => {
+    const last = recordedAt.get(session.id);
+    const record = records.get(session.id);
+    if (last === undefined || !record || deps.clock.now() - last < route.idleTimeout / 2) return;
+    void recordSession(session, { sub: record.userSub, client_id: record.clientId, email: record.email ?? undefined });
+  };
+
+  /** Single flight per (session, user): concurrent requests for a session being resumed wait for one resumption. */
+  const resuming = new Map<string, Promise<McpSession | undefined>>();
+
+  const resume = async (id: string, sub: string): Promise<McpSession | undefined> => {
+    // The only store read on a request path, and only for a session this instance doesn't hold.
+    const record = await deps.store.get<SessionRecord>('mcpSessions', id);
+    if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
+    const session = openSession({ sub: record.userSub, client_id: record.clientId }, id);
+    session.protocolVersion = record.protocolVersion;
+    session.initializeParams = record.initializeParams;
+    records.set(id, record);
+    recordedAt.set(id, deps.clock.now());
+    try {
+      await session.initializeBackend(record.initializeParams);
+    } catch (err) {
+      await session.end('could not resume the session');
+      throw err;
+    }
+    log.info('session resumed', { session: id, user: sub, client: record.clientId });
+    return session;
+  };
+
+  const sessionFor = async (id: string | null, claims: AccessTokenClaims): Promise<McpSession | undefined> => {
+    if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
+    const live = sessions.get(id);
+    // Another user's session looks exactly like a missing one: nothing about it leaks.
+    if (live) return live.userSub === claims.sub ? live : undefined;
+    const key = `${id}\n${claims.sub}`;
+    let pending = resuming.get(key);
+    if (!pending) {
+      pending = resume(id, claims.sub).finally(() => resuming.delete(key));
+      resuming.set(key, pending);
+    }
+    return pending;
   };
 
   const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
@@ -165,15 +231,48 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       return response;
     }
 
-    if (!sessionId) return rpcError(400, ErrorCode.InvalidRequest, 'Mcp-Session-Id header is required after initialize', cors);
-    const session = sessions.get(sessionId);
-    // Another user's session looks exactly like a missing one: nothing about it leaks.
-    if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
     if (batch && protocolVersion !== '2025-03-26' && protocolVersion !== '2024-11-05') return rpcError(400, ErrorCode.InvalidRequest, `JSON-RPC batches are not part of MCP ${protocolVersion}`, cors);
+    if (!sessionId) return statelessCall(valid, batch, claims, cors, protocolVersion, req.signal);
+    const session = await sessionFor(sessionId, claims);
+    if (!session) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
+    touch(session);
     return session.post(valid, batch, req.signal, { ...cors, 'mcp-session-id': session.id });
   };
 
+  /**
+   * A call with no session (ChatGPT sends some that way): served by a session that lives for
+   * this one exchange, initialized with neutral client params, ended when the answer is out.
+   */
+  const statelessCall = async (messages: JsonRpcMessage[], batch: boolean, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string, signal: AbortSignal): Promise<Response> => {
+    if (!messages.some(isRequest)) return new Response(null, { status: 202, headers: cors });
+    const session = openSession(claims);
+    try {
+      await session.initializeBackend({ protocolVersion, capabilities: {}, clientInfo: { name: 'mcp-front (no session)', version: '1.0.0' } });
+    } catch (err) {
+      await session.end('could not start a session for a call without one');
+      return rpcError(502, ErrorCode.BackendFailed, (err as Error).message, cors, messages.find(isRequest)?.id);
+    }
+    const response = await session.post(messages, batch, signal, cors);
+    if (!response.body || (response.headers.get('content-type') ?? '').includes('json')) {
+      const body = await response.arrayBuffer();
+      await session.end('call without a session answered');
+      return new Response(body, { status: response.status, headers: response.headers });
+    }
+    const ended = new TransformStream<Uint8Array, Uint8Array>({ flush: () => void session.end('call without a session answered') });
+    return new Response(response.body.pipeThrough(ended), { status: response.status, headers: response.headers });
+  };
+
   const handle = async (req: Request): Promise<Response> => {
+    try {
+      return await serve(req);
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) return rpcError(503, ErrorCode.BackendFailed, 'the session store is unavailable; try again shortly', { ...corsHeaders(req), 'retry-after': '5' });
+      if (err instanceof BackendError) return rpcError(err.status, ErrorCode.BackendFailed, err.message, corsHeaders(req));
+      throw err;
+    }
+  };
+
+  const serve = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     const cors = corsHeaders(req);
     const origin = req.headers.get('origin');
@@ -203,14 +302,22 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
         return post(req, claims, cors, protocolVersion);
       case 'GET': {
         if (!(req.headers.get('accept') ?? '').includes('text/event-stream')) return rpcError(406, ErrorCode.InvalidRequest, 'Accept must include text/event-stream', cors);
-        const session = sessions.get(req.headers.get('mcp-session-id') ?? '');
-        if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
+        const session = await sessionFor(req.headers.get('mcp-session-id'), claims);
+        if (!session) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
         return session.openStream(req.signal, { ...cors, 'mcp-session-id': session.id });
       }
       case 'DELETE': {
-        const session = sessions.get(req.headers.get('mcp-session-id') ?? '');
-        if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
+        const id = req.headers.get('mcp-session-id');
+        const session = id ? sessions.get(id) : undefined;
+        if (!session || session.userSub !== claims.sub) {
+          // Held by another instance (or none): forget the record so nobody resumes it.
+          const record = id && /^[A-Za-z0-9_-]{16,64}$/.test(id) ? await deps.store.get<SessionRecord>('mcpSessions', id) : undefined;
+          if (!record || record.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
+          await deps.store.delete('mcpSessions', id!);
+          return new Response(null, { status: 204, headers: cors });
+        }
         await session.end('the client ended the session');
+        await deps.store.delete('mcpSessions', session.id);
         return new Response(null, { status: 204, headers: cors });
       }
       default:

@@ -13,6 +13,8 @@ export interface StackProcess {
   output(): string;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL: the crash Cloud Run's instance loss looks like. */
+  kill(): Promise<void>;
 }
 
 export const CLI = join(import.meta.dirname, '../../cli/mcp-front.ts');
@@ -23,9 +25,9 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 /** Writes `yaml` to a temp file (or uses examples/local.yaml when omitted) and starts serve. */
-export async function startStackProcess(options: { yaml?: string; env?: Record<string, string> } = {}): Promise<StackProcess> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-test-'));
+export async function startStackProcess(options: { yaml?: string; env?: Record<string, string>; port?: number; dataDir?: string } = {}): Promise<StackProcess> {
+  const port = options.port ?? (await freePort());
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'mcp-front-test-'));
   const args = [CLI, 'serve'];
   if (options.yaml) {
     const file = join(dataDir, 'config.yaml');
@@ -62,6 +64,10 @@ export async function startStackProcess(options: { yaml?: string; env?: Record<s
     stop: async () => {
       child.kill('SIGTERM');
       return exitOf(child);
+    },
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exitOf(child);
     },
   };
 }
