@@ -22,6 +22,8 @@ export interface SessionOptions extends SessionInfo {
   readonly keepaliveMs: number;
   /** Called once when the session is over, whatever ended it. */
   readonly onEnd: (session: McpSession) => void;
+  /** Legacy HTTP+SSE (2024-11-05): every server message, responses too, goes to the one stream. */
+  readonly legacy?: boolean;
 }
 
 /** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
@@ -134,6 +136,7 @@ export class McpSession implements SessionInfo {
 
   /** From the backend. */
   receive(message: JsonRpcMessage): void {
+    if (this.#options.legacy) return this.#toStream(message);
     if (isResponse(message)) {
       const own = this.#internal.get(message.id!);
       if (own) {
@@ -231,6 +234,23 @@ export class McpSession implements SessionInfo {
     });
     signal.addEventListener('abort', () => this.#closeStream(), { once: true });
     return new Response(stream, { status: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+  }
+
+  /**
+   * Legacy HTTP+SSE: the stream that carries everything, opened by an `endpoint` event naming
+   * where to POST. The session lives exactly as long as this stream.
+   */
+  openLegacyStream(signal: AbortSignal, endpoint: string, headers: Record<string, string>): Response {
+    const response = this.openStream(signal, headers);
+    this.#stream!.controller.enqueue(encodeEvent(endpoint, { event: 'endpoint' }));
+    signal.addEventListener('abort', () => void this.end('the SSE client disconnected'), { once: true });
+    return response;
+  }
+
+  /** Legacy HTTP+SSE: a POSTed message is handed over; answers arrive on the stream. */
+  async postLegacy(messages: readonly JsonRpcMessage[]): Promise<void> {
+    this.lastActivity = Date.now();
+    for (const m of messages) await this.backend.send(m);
   }
 
   /** Ends the session: pending requests fail, streams close, the backend is ended. */

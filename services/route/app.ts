@@ -106,9 +106,10 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, log: backendLog }, events);
   };
 
-  const openSession = (claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>, id = randomToken(24)): McpSession => {
+  const openSession = (claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>, id = randomToken(24), legacy = false): McpSession => {
     const session = new McpSession({
       id,
+      legacy,
       userSub: claims.sub,
       clientId: claims.client_id,
       log,
@@ -262,6 +263,36 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return new Response(response.body.pipeThrough(ended), { status: response.status, headers: response.headers });
   };
 
+  /**
+   * The HTTP+SSE transport of 2024-11-05, still what some clients speak: GET /<route>/sse opens
+   * the session's stream, whose `endpoint` event names /<route>/message?session=… for POSTs.
+   */
+  const legacy = async (req: Request, url: URL, claims: AccessTokenClaims, cors: Record<string, string>): Promise<Response> => {
+    if (url.pathname.endsWith('/sse')) {
+      if (req.method !== 'GET') return new Response(null, { status: 405, headers: { ...cors, allow: 'GET' } });
+      const mine = [...sessions.values()].filter((s) => s.userSub === claims.sub).length;
+      if (mine >= route.maxSessionsPerUser) return rpcError(429, ErrorCode.InvalidRequest, `at most ${route.maxSessionsPerUser} sessions per user on ${route.path}`, cors);
+      const session = openSession(claims, randomToken(24), true);
+      log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id, transport: 'sse' });
+      return session.openLegacyStream(req.signal, `${route.path}/message?session=${session.id}`, cors);
+    }
+    if (req.method !== 'POST') return new Response(null, { status: 405, headers: { ...cors, allow: 'POST' } });
+    const session = sessions.get(url.searchParams.get('session') ?? '');
+    if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
+    const text = await readBodyLimited(req, MAX_BODY_BYTES);
+    if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return rpcError(400, ErrorCode.ParseError, 'the body is not JSON', cors);
+    }
+    const messages = (Array.isArray(parsed) ? parsed : [parsed]).map(asMessage);
+    if (!messages.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
+    await session.postLegacy(messages as JsonRpcMessage[]);
+    return new Response('Accepted', { status: 202, headers: cors });
+  };
+
   const handle = async (req: Request): Promise<Response> => {
     try {
       return await serve(req);
@@ -277,7 +308,9 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     const cors = corsHeaders(req);
     const origin = req.headers.get('origin');
     if (origin && !originAllowed(origin)) return rpcError(403, ErrorCode.InvalidRequest, `Origin ${origin} is not allowed`);
-    if (url.pathname !== endpoint) return rpcError(404, ErrorCode.InvalidRequest, `no MCP endpoint at ${url.pathname}; use ${endpoint}`, cors);
+    const legacyStream = `${route.path}/sse`;
+    const legacyMessages = `${route.path}/message`;
+    if (![endpoint, legacyStream, legacyMessages].includes(url.pathname)) return rpcError(404, ErrorCode.InvalidRequest, `no MCP endpoint at ${url.pathname}; use ${endpoint}`, cors);
     if (req.method === 'OPTIONS') {
       return new Response(null, { status: 204, headers: { ...cors, 'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS', 'access-control-allow-headers': CORS_ALLOW_HEADERS, 'access-control-max-age': '600' } });
     }
@@ -293,6 +326,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       if (err instanceof InvalidTokenError) return unauthorized(url.pathname, cors, err);
       throw err;
     }
+
+    if (url.pathname === legacyStream || url.pathname === legacyMessages) return legacy(req, url, claims, cors);
 
     const protocolVersion = req.headers.get('mcp-protocol-version') ?? DEFAULT_PROTOCOL_VERSION;
     if (!SUPPORTED_PROTOCOL_VERSIONS.includes(protocolVersion)) return rpcError(400, ErrorCode.InvalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`, cors);

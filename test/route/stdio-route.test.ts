@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, startRoute, until, type RouteHarness } from '../support/route-harness.ts';
+import { Client, SSEClientTransport } from '../../lib/mcp/sdk.ts';
 
 // A stdio route end to end: the real demo server as a child per session, the real SDK client,
 // real HTTP on loopback, real tokens.
@@ -50,14 +51,16 @@ describe('stdio route', () => {
     await client.close();
   });
 
-  it('matches 200 interleaved concurrent calls on one session to their requests', async () => {
+  it('matches 1,000 interleaved concurrent calls on one session to their requests, and carries a 1 MB argument', async () => {
     const { client, transport } = await route.connect();
-    const texts = Array.from({ length: 200 }, (_, i) => `call-${i}-${'x'.repeat(i % 7)}`);
+    const texts = Array.from({ length: 1000 }, (_, i) => `call-${i}-${'x'.repeat(i % 7)}`);
     const results = await Promise.all(texts.map((text, i) => (i % 5 === 0 ? client.callTool({ name: 'slow', arguments: { ms: i % 20 } }) : client.callTool({ name: 'echo', arguments: { text } }))));
     results.forEach((result, i) => {
       const expected = i % 5 === 0 ? `waited ${i % 20} ms` : texts[i];
       expect(result).toEqual({ content: [{ type: 'text', text: expected }] });
     });
+    const megabyte = 'é'.repeat(512 * 1024); // 1 MiB of UTF-8, multi-byte all the way
+    expect(await client.callTool({ name: 'echo', arguments: { text: megabyte } })).toEqual({ content: [{ type: 'text', text: megabyte }] });
     await transport.terminateSession();
     await client.close();
   });
@@ -94,5 +97,29 @@ describe('stdio route', () => {
     expect(pids.filter(alive)).toEqual([]);
     await a.client.close();
     await b.client.close();
+  });
+});
+
+describe('legacy HTTP+SSE transport (2024-11-05)', () => {
+  let route: RouteHarness;
+  beforeAll(async () => {
+    route = await startRoute(DEMO);
+  });
+  afterAll(async () => route?.close());
+
+  it('serves the SDK SSE client: endpoint event, POSTed calls, answers on the stream; the child ends with the stream', async () => {
+    const token = await route.token({ aud: `${route.issuer}/demo/sse` });
+    const auth = { authorization: `Bearer ${token}` };
+    const transport = new SSEClientTransport(new URL(`${route.issuer}/demo/sse`), {
+      requestInit: { headers: auth },
+      eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...auth } }) },
+    });
+    const client = new Client({ name: 'legacy', version: '1' });
+    await client.connect(transport);
+    expect(await client.callTool({ name: 'echo', arguments: { text: 'over sse' } })).toEqual({ content: [{ type: 'text', text: 'over sse' }] });
+    const [pid] = route.service.childPids();
+    expect(pid && alive(pid)).toBe(true);
+    await client.close();
+    expect(await until(() => !alive(pid!))).toBe(true);
   });
 });
