@@ -24,6 +24,8 @@ export interface SessionOptions extends SessionInfo {
   readonly onEnd: (session: McpSession) => void;
   /** Legacy HTTP+SSE (2024-11-05): every server message, responses too, goes to the one stream. */
   readonly legacy?: boolean;
+  /** One call per answered tools/call: the audit line (never arguments or results). */
+  readonly onToolCall?: (call: { tool: string; durationMs: number; outcome: 'ok' | 'tool_error' | 'error' }) => void;
 }
 
 /** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
@@ -114,6 +116,8 @@ export class McpSession implements SessionInfo {
   readonly #open = new Set<Exchange>();
   #stream?: { controller: ReadableStreamDefaultController<Uint8Array>; keepalive: NodeJS.Timeout };
   readonly #backlog: JsonRpcMessage[] = [];
+  /** tools/call requests in flight: which tool, since when (for the audit line). */
+  readonly #calls = new Map<JsonRpcId, { tool: string; started: number }>();
   /** The gateway's own requests to the backend (re-initialization), by id. */
   readonly #internal = new Map<JsonRpcId, (response: JsonRpcMessage) => void>();
   #ended = false;
@@ -136,6 +140,7 @@ export class McpSession implements SessionInfo {
 
   /** From the backend. */
   receive(message: JsonRpcMessage): void {
+    if (isResponse(message) && this.#calls.size) this.#audit(message);
     if (this.#options.legacy) return this.#toStream(message);
     if (isResponse(message)) {
       const own = this.#internal.get(message.id!);
@@ -167,7 +172,10 @@ export class McpSession implements SessionInfo {
       return new Response(null, { status: 202, headers });
     }
     const exchange = new Exchange(requests, batch, headers);
-    for (const r of requests) this.#byId.set(r.id!, exchange);
+    for (const r of requests) {
+      this.#byId.set(r.id!, exchange);
+      if (r.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(r.id!, { tool: String((r.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
+    }
     this.#open.add(exchange);
     const timer = setTimeout(() => this.#expire(exchange), this.#options.requestTimeoutMs);
     const onAbort = () => this.#abandon(exchange, 'the client disconnected');
@@ -250,7 +258,10 @@ export class McpSession implements SessionInfo {
   /** Legacy HTTP+SSE: a POSTed message is handed over; answers arrive on the stream. */
   async postLegacy(messages: readonly JsonRpcMessage[]): Promise<void> {
     this.lastActivity = Date.now();
-    for (const m of messages) await this.backend.send(m);
+    for (const m of messages) {
+      if (isRequest(m) && m.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(m.id!, { tool: String((m.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
+      await this.backend.send(m);
+    }
   }
 
   /** Ends the session: pending requests fail, streams close, the backend is ended. */
@@ -266,6 +277,14 @@ export class McpSession implements SessionInfo {
     this.#closeStream();
     this.#options.onEnd(this);
     await this.backend?.close();
+  }
+
+  #audit(response: JsonRpcMessage): void {
+    const call = this.#calls.get(response.id!);
+    if (!call) return;
+    this.#calls.delete(response.id!);
+    const isError = (response.result as { isError?: unknown } | undefined)?.isError === true;
+    this.#options.onToolCall?.({ tool: call.tool, durationMs: Math.round((performance.now() - call.started) * 10) / 10, outcome: response.error ? 'error' : isError ? 'tool_error' : 'ok' });
   }
 
   #toStream(message: JsonRpcMessage): void {
@@ -289,6 +308,7 @@ export class McpSession implements SessionInfo {
   #expire(exchange: Exchange): void {
     for (const id of [...exchange.pending]) {
       this.#byId.delete(id);
+      this.#audit(errorResponse(id, ErrorCode.RequestTimeout, 'timeout'));
       exchange.deliver(errorResponse(id, ErrorCode.RequestTimeout, `the MCP server did not answer within ${this.#options.requestTimeoutMs / 1000} s`));
       this.#cancel(id, 'timed out at the gateway');
     }

@@ -115,6 +115,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       log,
       requestTimeoutMs: route.timeout,
       keepaliveMs: deps.keepaliveMs ?? 15_000,
+      // The audit trail: who called which tool, how long it took, how it ended. Never arguments or results.
+      onToolCall: (call) => log.info('tools/call', { audit: true, session: id, user: claims.sub, client: claims.client_id, route: route.path, ...call }),
       onEnd: (s) => {
         sessions.delete(s.id);
         recordedAt.delete(s.id);

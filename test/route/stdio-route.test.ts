@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, startRoute, until, type RouteHarness } from '../support/route-harness.ts';
 import { Client, SSEClientTransport } from '../../lib/mcp/sdk.ts';
+import { memoryLogger } from '../../lib/log.ts';
 
 // A stdio route end to end: the real demo server as a child per session, the real SDK client,
 // real HTTP on loopback, real tokens.
@@ -121,5 +122,25 @@ describe('legacy HTTP+SSE transport (2024-11-05)', () => {
     expect(pid && alive(pid)).toBe(true);
     await client.close();
     expect(await until(() => !alive(pid!))).toBe(true);
+  });
+});
+
+describe('audit', () => {
+  it('logs one line per tools/call and per session start and end, without arguments or results', async () => {
+    const log = memoryLogger();
+    const route = await startRoute(DEMO, { log });
+    try {
+      const { client, transport } = await route.connect();
+      await client.callTool({ name: 'echo', arguments: { text: 'secret-argument-value' } });
+      await transport.terminateSession();
+      await client.close();
+      const calls = log.lines.filter((l) => l.message === 'tools/call');
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toMatchObject({ audit: true, tool: 'echo', outcome: 'ok', user: 'dev:ada@example.com', client: 'test-client', route: '/demo' });
+      expect(log.lines.map((l) => l.message)).toEqual(expect.arrayContaining(['session started', 'session ended']));
+      expect(JSON.stringify(log.lines)).not.toContain('secret-argument-value');
+    } finally {
+      await route.close();
+    }
   });
 });
