@@ -116,6 +116,8 @@ export class McpSession implements SessionInfo {
   readonly #open = new Set<Exchange>();
   #stream?: { controller: ReadableStreamDefaultController<Uint8Array>; keepalive: NodeJS.Timeout };
   readonly #backlog: JsonRpcMessage[] = [];
+  /** Legacy transport: requests not answered yet, failed with an error if the session ends. */
+  readonly #legacyPending = new Set<JsonRpcId>();
   /** tools/call requests in flight: which tool, since when (for the audit line). */
   readonly #calls = new Map<JsonRpcId, { tool: string; started: number }>();
   /** The gateway's own requests to the backend (re-initialization), by id. */
@@ -141,7 +143,10 @@ export class McpSession implements SessionInfo {
   /** From the backend. */
   receive(message: JsonRpcMessage): void {
     if (isResponse(message) && this.#calls.size) this.#audit(message);
-    if (this.#options.legacy) return this.#toStream(message);
+    if (this.#options.legacy) {
+      if (isResponse(message)) this.#legacyPending.delete(message.id!);
+      return this.#toStream(message);
+    }
     if (isResponse(message)) {
       const own = this.#internal.get(message.id!);
       if (own) {
@@ -259,6 +264,7 @@ export class McpSession implements SessionInfo {
   async postLegacy(messages: readonly JsonRpcMessage[]): Promise<void> {
     this.lastActivity = Date.now();
     for (const m of messages) {
+      if (isRequest(m)) this.#legacyPending.add(m.id!);
       if (isRequest(m) && m.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(m.id!, { tool: String((m.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
       await this.backend.send(m);
     }
@@ -272,6 +278,9 @@ export class McpSession implements SessionInfo {
     this.#byId.clear();
     for (const [id, waiter] of this.#internal) waiter(errorResponse(id, ErrorCode.BackendFailed, reason));
     this.#internal.clear();
+    // Legacy clients learn of the end on the stream itself, before it closes: no request hangs.
+    for (const id of this.#legacyPending) this.#toStream(errorResponse(id, ErrorCode.BackendFailed, reason));
+    this.#legacyPending.clear();
     for (const exchange of this.#open) exchange.end();
     this.#open.clear();
     this.#closeStream();
