@@ -78,6 +78,8 @@ export interface ServerConfig {
   readonly port: number;
   readonly healthPath: string;
   readonly allowedOrigins: readonly string[];
+  /** Conformance testing only (loopback issuers): routes take requests without a token. */
+  readonly insecureNoAuth: boolean;
 }
 
 export interface Config {

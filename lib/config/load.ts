@@ -79,6 +79,9 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     throw new ConfigError(`${source}: oauth.client_id and oauth.client_secret are required for provider "${c.oauth.provider}"`);
   }
   if (c.oauth.provider === 'oidc' && !c.oauth.oidc_issuer) throw new ConfigError(`${source}: oauth.oidc_issuer is required for provider "oidc"`);
+  if (c.server.insecure_no_auth && !isLoopbackHost(issuerHost)) {
+    throw new ConfigError(`${source}: server.insecure_no_auth: only allowed when the issuer is on loopback (it turns sign-in off)`);
+  }
   const seen = new Set<string>();
   c.routes.forEach((r, i) => {
     if (seen.has(r.path)) throw new ConfigError(`${source}: routes[${i}].path: "${r.path}" is used by another route`);
@@ -129,7 +132,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       scopes: o.scopes,
     },
     routes,
-    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, allowedOrigins: c.server.allowed_origins },
+    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
     deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
 }

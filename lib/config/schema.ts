@@ -123,9 +123,11 @@ export const configSchema = z
         health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),
+        /** Routes answer without a token. Only for the MCP conformance suite; refused unless the issuer is loopback. */
+        insecure_no_auth: z.boolean().default(false),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080, health_path: '/health', allowed_origins: [] }),
+      .default({ host: '127.0.0.1', port: 8080, health_path: '/health', allowed_origins: [], insecure_no_auth: false }),
   })
   .strict();
 
