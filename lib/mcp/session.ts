@@ -135,6 +135,11 @@ export class McpSession implements SessionInfo {
     return this.#ended;
   }
 
+  /** Resolves once no request of this session is waiting for its answer (shutdown drain). */
+  async drained(): Promise<void> {
+    while (this.#open.size) await Promise.race([...this.#open].map((e) => e.finished));
+  }
+
   /** Busy sessions are never reaped as idle. */
   get busy(): boolean {
     return this.#open.size > 0 || this.#stream !== undefined;

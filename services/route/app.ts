@@ -31,8 +31,8 @@ export interface RouteServiceDeps {
 
 export interface RouteService {
   handle(req: Request, ctx: RequestContext): Promise<Response>;
-  /** Ends every session and child; resolves once all are gone. */
-  close(): Promise<void>;
+  /** Lets calls in flight finish (up to `drainMs`), then ends every session and child; resolves once all are gone. */
+  close(drainMs?: number): Promise<void>;
   sessionCount(): number;
   /** Child pids of live stdio sessions (tests check none outlives its session). */
   childPids(): number[];
@@ -377,9 +377,14 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
 
   return {
     handle,
-    async close() {
+    async close(drainMs = 8000) {
+      // Cloud Run allows 10 s after SIGTERM: new requests get 503, calls in flight get to finish,
+      // then every session and child ends.
       closing = true;
       clearInterval(reaper);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...sessions.values()].map((s) => s.drained())), new Promise((resolve) => (timer = setTimeout(resolve, drainMs)))]);
+      clearTimeout(timer);
       await Promise.all([...sessions.values()].map((s) => s.end('the gateway is shutting down')));
     },
     sessionCount: () => sessions.size,

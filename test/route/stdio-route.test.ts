@@ -144,3 +144,21 @@ describe('audit', () => {
     }
   });
 });
+
+describe('shutdown drain', () => {
+  it('lets a call in flight finish before ending its session', async () => {
+    const route = await startRoute(DEMO);
+    try {
+      const { client } = await route.connect();
+      const call = client.callTool({ name: 'slow', arguments: { ms: 300 } });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const [pid] = route.service.childPids();
+      await route.service.close(5000);
+      expect(await call).toEqual({ content: [{ type: 'text', text: 'waited 300 ms' }] });
+      expect(alive(pid!)).toBe(false);
+      await client.close();
+    } finally {
+      await route.close();
+    }
+  });
+});
