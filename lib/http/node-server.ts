@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { Handler, RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
@@ -32,18 +31,33 @@ export class PortInUseError extends Error {
   }
 }
 
-function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Request {
+/** Bodies are read whole before the handler runs (MCP and OAuth messages are small); past this, 413. */
+export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024;
+
+class BodyTooLargeError extends Error {}
+
+/** The body, whole: cheaper than a web stream per request on the hot path, and bounded. */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BODY_BYTES) return reject(new BodyTooLargeError());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REQUEST_BODY_BYTES) {
+        req.destroy();
+        reject(new BodyTooLargeError());
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, body: Buffer | undefined): Request {
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-  return new Request(base + req.url, {
-    method: req.method,
-    headers,
-    signal,
-    body: hasBody ? (Readable.toWeb(req) as ReadableStream<Uint8Array>) : undefined,
-    // @ts-expect-error `duplex` is required by undici for streamed bodies but missing from lib.dom's RequestInit
-    duplex: 'half',
-  });
+  return new Request(base + req.url, { method: req.method, headers, signal, body: body && body.length ? (new Uint8Array(body.buffer, body.byteOffset, body.length) as Uint8Array<ArrayBuffer>) : undefined });
 }
 
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
@@ -53,6 +67,13 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) headers['set-cookie'] = cookies;
+  if (response.body && !(response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+    // A whole answer (JSON, HTML): one write, no stream pumping.
+    const body = Buffer.from(await response.arrayBuffer());
+    headers['content-length'] = String(body.length);
+    res.writeHead(response.status, headers).end(body);
+    return;
+  }
   res.writeHead(response.status, headers);
   if (!response.body) {
     res.end();
@@ -85,16 +106,24 @@ export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'lo
     const traceHeader = req.headers['x-cloud-trace-context'];
     const ctx: RequestContext = { clientIp, trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
     const base = `http://${req.headers.host ?? 'localhost'}`;
-    let request: Request;
-    try {
-      request = toRequest(req, base, abort.signal);
-    } catch {
-      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
-      return;
-    }
-    handler(request, ctx)
-      .then((response) => writeResponse(response, res))
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    (hasBody ? readBody(req) : Promise.resolve(undefined))
+      .then((body) => {
+        let request: Request;
+        try {
+          request = toRequest(req, base, abort.signal, body);
+        } catch {
+          res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
+          return undefined;
+        }
+        return handler(request, ctx);
+      })
+      .then((response) => response && writeResponse(response, res))
       .catch((err: unknown) => {
+        if (err instanceof BodyTooLargeError) {
+          if (!res.headersSent) res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(`{"error":"invalid_request","error_description":"the body is larger than ${MAX_REQUEST_BODY_BYTES} bytes"}`);
+          return;
+        }
         options.log.error('unhandled error in request handler', { error: err instanceof Error ? err.stack : String(err), path: req.url?.split('?')[0] });
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
         else res.destroy();

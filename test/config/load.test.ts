@@ -49,7 +49,7 @@ describe('parseConfig', () => {
     expect(config.oauth.refreshGrace).toBe(60_000);
     expect(config.routes[0]).toMatchObject({ name: 'db', type: 'stdio', timeout: 300_000, environment: { DATABASE_URL: 'postgres://db' } });
     expect(config.routes[1]).toMatchObject({ name: 'notion', type: 'http', backend: 'https://notion.example.com/mcp' });
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, healthPath: '/health', allowedOrigins: [] });
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, healthPath: '/health', allowedOrigins: [], insecureNoAuth: false });
     expect(Object.isFrozen(config.oauth.allowedDomains)).toBe(true);
   });
 
@@ -93,5 +93,11 @@ describe('parseConfig', () => {
     const config = parseConfig(readFileSync('examples/local.yaml', 'utf8'), {});
     expect(config.oauth.issuer).toBe('http://127.0.0.1:8080');
     expect(config.routes.map((r) => `${r.path}:${r.type}`)).toEqual(['/demo:stdio', '/demo-http:http']);
+  });
+});
+
+describe('insecure_no_auth', () => {
+  it('is refused for a non-loopback issuer', () => {
+    expect(() => parseConfig('oauth:\n  issuer: https://mcp.example.com\n  provider: google\n  client_id: a\n  client_secret: b\nserver:\n  insecure_no_auth: true\n', {})).toThrow('server.insecure_no_auth: only allowed when the issuer is on loopback');
   });
 });

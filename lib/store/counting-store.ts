@@ -1,0 +1,27 @@
+import type { Store } from './store.ts';
+
+// A store that counts what goes through it: the benchmark and tests use it to show the MCP
+// hot path does no store work at all.
+
+export interface StoreCounts {
+  reads: number;
+  writes: number;
+  transactions: number;
+}
+
+export function countingStore(inner: Store): Store & { readonly counts: StoreCounts; reset(): void } {
+  const counts: StoreCounts = { reads: 0, writes: 0, transactions: 0 };
+  return {
+    kind: inner.kind,
+    counts,
+    reset: () => Object.assign(counts, { reads: 0, writes: 0, transactions: 0 }),
+    get: (c, id) => (counts.reads++, inner.get(c, id)),
+    find: (c, f, v, l) => (counts.reads++, inner.find(c, f, v, l)),
+    put: (c, id, d, o) => (counts.writes++, inner.put(c, id, d, o)),
+    create: (c, id, d, o) => (counts.writes++, inner.create(c, id, d, o)),
+    delete: (c, id) => (counts.writes++, inner.delete(c, id)),
+    transaction: (fn) => (counts.transactions++, inner.transaction(fn)),
+    ping: () => inner.ping(),
+    close: () => inner.close(),
+  };
+}
