@@ -20,3 +20,6 @@ export async function googleIdTokenHeader(audience: string): Promise<string> {
   if (!value) throw new Error(`no ID token for ${audience}`);
   return value;
 }
+
+/** Google's OAuth 2.0 / OpenID client, for the google and oidc sign-in providers. */
+export { OAuth2Client } from 'google-auth-library';

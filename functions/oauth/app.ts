@@ -6,6 +6,8 @@ import { devProvider } from '../../lib/oauth/providers/dev.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { authorize } from './authorize.ts';
+import { callback } from './callback.ts';
+import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
 import { decideConsent, showConsent } from './consent.ts';
 import type { HandlerDeps, OAuthDeps } from './deps.ts';
 import { authorizationServerMetadata, jwks, protectedResourceMetadata } from './metadata.ts';
@@ -26,12 +28,14 @@ const ALLOWED: Record<string, string> = {
   '/register': 'POST, OPTIONS',
   '/revoke': 'POST, OPTIONS',
   '/consent': 'GET, POST',
+  '/callback': 'GET',
   '/signin': 'GET, POST',
   '/jwks.json': 'GET',
 };
 
 function providerFor(deps: OAuthDeps): UpstreamProvider {
   if (deps.config.oauth.provider === 'dev') return devProvider(deps.config.oauth.issuer);
+  if (deps.config.oauth.provider === 'google' || deps.config.oauth.provider === 'oidc') return upstreamProvider(deps);
   throw new Error(`provider ${deps.config.oauth.provider} is not available in this build`);
 }
 
@@ -53,6 +57,7 @@ export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamPr
     .get('/authorize', (req) => authorize(req, full))
     .get('/signin', (req) => showSignIn(req, full))
     .post('/signin', (req) => submitSignIn(req, full))
+    .get('/callback', (req) => callback(req, full))
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
     .post('/token', (req) => token(req, full))

@@ -1,0 +1,118 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { OAuth2Client } from '../../gcp.ts';
+import type { OAuthConfig } from '../../config/config.ts';
+import { randomToken } from '../../random.ts';
+import type { AuthRequest } from '../authorization.ts';
+import type { UserIdentity } from '../grants.ts';
+
+// Sign-in with Google (Workspace) or any OpenID Connect provider: discovery, the authorization
+// code flow with PKCE, state and nonce, and an ID token verified by google-auth-library against
+// the provider's published keys. Who may get in is decided in `admit`, never from an email
+// suffix for Google: only the `hd` claim proves a Workspace domain.
+
+export interface OidcEndpoints {
+  readonly issuer: string;
+  readonly authorization_endpoint: string;
+  readonly token_endpoint: string;
+  readonly jwks_uri: string;
+}
+
+export interface VerifiedIdentity extends UserIdentity {
+  readonly emailVerified: boolean;
+  /** Google Workspace domain (the `hd` claim); absent for consumer accounts. */
+  readonly hd?: string;
+}
+
+/** Why someone was refused, in words for the error page; undefined means admitted. */
+export function admit(oauth: Pick<OAuthConfig, 'provider' | 'allowedDomains' | 'allowedEmails'>, who: VerifiedIdentity): string | undefined {
+  if (!who.emailVerified) return `${who.email} is not a verified email address at the identity provider.`;
+  const email = who.email.toLowerCase();
+  const byEmail = oauth.allowedEmails.includes(email);
+  if (oauth.allowedDomains.length) {
+    // Google: the hd claim names the Workspace; an email suffix proves nothing (anyone can have
+    // a consumer account with any address). Other providers: the verified email's domain.
+    const domain = oauth.provider === 'google' ? who.hd?.toLowerCase() : email.split('@')[1];
+    if (domain && oauth.allowedDomains.includes(domain)) return undefined;
+    if (byEmail) return undefined;
+    return oauth.provider === 'google' && !who.hd
+      ? `${who.email} is not a Google Workspace account of an allowed domain.`
+      : `${who.email} is not in an allowed domain.`;
+  }
+  if (oauth.allowedEmails.length && !byEmail) return `${who.email} is not on the list of allowed users.`;
+  return undefined;
+}
+
+const discovered = new Map<string, Promise<OidcEndpoints>>();
+
+export function discover(issuer: string): Promise<OidcEndpoints> {
+  let found = discovered.get(issuer);
+  if (!found) {
+    found = (async () => {
+      const res = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(10_000), redirect: 'error' });
+      if (!res.ok) throw new Error(`OpenID discovery at ${issuer} answered HTTP ${res.status}`);
+      const meta = (await res.json()) as OidcEndpoints;
+      if (meta.issuer !== issuer) throw new Error(`OpenID discovery at ${issuer} names another issuer (${meta.issuer})`);
+      return meta;
+    })();
+    found.catch(() => discovered.delete(issuer));
+    discovered.set(issuer, found);
+  }
+  return found;
+}
+
+export const GOOGLE_ISSUER = 'https://accounts.google.com';
+
+export interface OidcSignIn {
+  /** Where to send the browser, and what to keep in the authorization request until the callback. */
+  begin(requestId: string, request: AuthRequest, callbackUrl: string): Promise<{ location: string; upstream: Record<string, string> }>;
+  /** The callback: code → tokens → verified identity. */
+  complete(code: string, upstream: Record<string, string>, callbackUrl: string): Promise<VerifiedIdentity>;
+}
+
+export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'clientSecret' | 'oidcIssuer' | 'allowedDomains'>): OidcSignIn {
+  // provider: google may name a stand-in issuer (tests); otherwise it is Google itself.
+  const issuer = oauth.oidcIssuer ?? GOOGLE_ISSUER;
+  const clientId = oauth.clientId!;
+  return {
+    async begin(requestId, _request, callbackUrl) {
+      const meta = await discover(issuer);
+      const client = new OAuth2Client({ clientId, clientSecret: oauth.clientSecret, redirectUri: callbackUrl });
+      const pkce = await client.generateCodeVerifierAsync();
+      const nonce = randomToken(16);
+      const url = new URL(meta.authorization_endpoint);
+      url.search = new URLSearchParams({
+        response_type: 'code',
+        client_id: clientId,
+        redirect_uri: callbackUrl,
+        scope: 'openid email profile',
+        // Our authorization request's id: unguessable, and the callback must also carry the
+        // browser cookie set with it.
+        state: requestId,
+        nonce,
+        code_challenge: pkce.codeChallenge!,
+        code_challenge_method: 'S256',
+        // Google's account chooser, so a user with several accounts picks the company one.
+        ...(issuer === GOOGLE_ISSUER ? { prompt: 'select_account' } : {}),
+        // A hint only (Google's account chooser); the hd claim is what is checked.
+        ...(oauth.provider === 'google' && oauth.allowedDomains.length === 1 ? { hd: oauth.allowedDomains[0]! } : {}),
+      }).toString();
+      return { location: url.toString(), upstream: { nonce, verifier: pkce.codeVerifier } };
+    },
+
+    async complete(code, upstream, callbackUrl) {
+      const meta = await discover(issuer);
+      const client = new OAuth2Client({ clientId, clientSecret: oauth.clientSecret, redirectUri: callbackUrl, endpoints: { oauth2TokenUrl: meta.token_endpoint } });
+      const { tokens } = await client.getToken({ code, codeVerifier: upstream.verifier, redirect_uri: callbackUrl });
+      if (!tokens.id_token) throw new Error('the identity provider returned no ID token');
+      const jwks = (await (await fetch(meta.jwks_uri, { signal: AbortSignal.timeout(10_000), redirect: 'error' })).json()) as { keys: Array<JsonWebKey & { kid?: string }> };
+      const certs = Object.fromEntries(jwks.keys.filter((k) => k.kid).map((k) => [k.kid!, createPublicKey({ key: k, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()]));
+      const issuers = issuer === GOOGLE_ISSUER ? [GOOGLE_ISSUER, 'accounts.google.com'] : [issuer];
+      const ticket = await client.verifySignedJwtWithCertsAsync(tokens.id_token, certs, clientId, issuers);
+      const claims = ticket.getPayload();
+      if (!claims?.sub || !claims.email) throw new Error('the ID token carries no subject or email');
+      if (claims.nonce !== upstream.nonce) throw new Error('the ID token was not issued for this sign-in (nonce mismatch)');
+      const prefix = oauth.provider === 'google' ? 'google' : 'oidc';
+      return { sub: `${prefix}:${claims.sub}`, email: claims.email.toLowerCase(), emailVerified: claims.email_verified === true, hd: claims.hd };
+    },
+  };
+}

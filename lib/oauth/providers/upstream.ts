@@ -1,0 +1,38 @@
+import type { Clock } from '../../clock.ts';
+import type { Config } from '../../config/config.ts';
+import { sha256 } from '../../random.ts';
+import type { Store } from '../../store/store.ts';
+import { readCookie, type AuthRequest } from '../authorization.ts';
+import { oidcSignIn } from './oidc.ts';
+import type { UpstreamProvider } from './provider.ts';
+
+// The google and oidc providers as the authorization server uses them: the browser goes to the
+// identity provider with this request's nonce and PKCE verifier kept server-side, and a short
+// cookie ties the callback to the browser that started it (no login CSRF).
+
+export const LOGIN_COOKIE = 'mcp_front_login';
+
+export function callbackUrl(config: Config): string {
+  return `${config.oauth.issuer}/callback`;
+}
+
+export function upstreamProvider(deps: { config: Config; store: Store; clock: Clock }): UpstreamProvider {
+  const signIn = oidcSignIn(deps.config.oauth);
+  const secure = new URL(deps.config.oauth.issuer).protocol === 'https:';
+  return {
+    name: deps.config.oauth.provider === 'google' ? 'Google' : `OpenID Connect (${deps.config.oauth.oidcIssuer})`,
+    async begin(requestId: string, request: AuthRequest) {
+      const { location, upstream } = await signIn.begin(requestId, request, callbackUrl(deps.config));
+      await deps.store.put('authRequests', requestId, { ...request, upstream }, { expiresAt: deps.clock.now() + 10 * 60_000 });
+      const cookie = `${LOGIN_COOKIE}=${sha256(requestId)}; Path=/callback; HttpOnly; SameSite=Lax; Max-Age=600${secure ? '; Secure' : ''}`;
+      return new Response(null, { status: 303, headers: { location, 'set-cookie': cookie, 'cache-control': 'no-store' } });
+    },
+  };
+}
+
+/** The callback came back in the browser that started this request. */
+export function sameBrowser(req: Request, requestId: string): boolean {
+  return readCookie(req, LOGIN_COOKIE) === sha256(requestId);
+}
+
+export { oidcSignIn };
