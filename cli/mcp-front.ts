@@ -12,7 +12,7 @@ const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const DEFAULT_CONFIG = resolve(ROOT, 'examples/local.yaml');
 
 /** Errors a user can fix: printed as one clear message, no stack trace, exit 1. */
-const USER_ERRORS = [ConfigError, PortInUseError, DeployError];
+const USER_ERRORS = [ConfigError, PortInUseError, DeployError, InvalidArgumentError];
 
 function port(value: string): number {
   const n = Number(value);
@@ -74,6 +74,43 @@ program
     const checks = await runDoctor(url, routes);
     process.stdout.write(`${renderChecks(checks)}\n`);
     if (checks.some((c) => !c.ok)) process.exitCode = 1;
+  });
+
+program
+  .command('revoke')
+  .description('end every grant of a user (offboarding) or of a client; their access tokens die within token_ttl')
+  .requiredOption('-c, --config <file>', 'YAML config (names the store)')
+  .option('--user <email>', 'the user to cut off')
+  .option('--client <id>', 'the client to cut off (its registration is deleted too)')
+  .action(async (options: { config: string; user?: string; client?: string }) => {
+    if (!options.user === !options.client) throw new InvalidArgumentError('give exactly one of --user or --client');
+    const config = loadConfig(options.config);
+    const [{ openStore }, { revokeUser, revokeClient }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/grants.ts'), import('../lib/clock.ts')]);
+    const store = await openStore(config.oauth, systemClock);
+    try {
+      const count = options.user ? await revokeUser(store, systemClock, options.user) : await revokeClient(store, systemClock, options.client!);
+      process.stdout.write(`revoked ${count} grant${count === 1 ? '' : 's'} of ${options.user ?? `client ${options.client}`}; access tokens already issued expire within ${config.oauth.tokenTtl / 1000} s\n`);
+    } finally {
+      await store.close();
+    }
+  });
+
+program
+  .command('keys')
+  .description('signing keys kept in the store (local mode; production keeps the key in Secret Manager)')
+  .command('rotate')
+  .description('start signing with a new key; the old one stays in the JWKS until its tokens have expired')
+  .requiredOption('-c, --config <file>', 'YAML config (names the store)')
+  .action(async (options: { config: string }) => {
+    const config = loadConfig(options.config);
+    const [{ openStore }, { rotateSigningKey }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/tokens/keys.ts'), import('../lib/clock.ts')]);
+    const store = await openStore(config.oauth, systemClock);
+    try {
+      const kid = await rotateSigningKey(store, systemClock, config.oauth.tokenTtl);
+      process.stdout.write(`new signing key ${kid}; restart the server (or its instances) to use it\n`);
+    } finally {
+      await store.close();
+    }
   });
 
 program

@@ -34,8 +34,9 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
     return errorPage('Access denied', `${refusal} Ask your administrator if you should have access.`, 403);
   }
   const user = { sub: who.sub, email: who.email };
-  await deps.store.put('authRequests', requestId!, { ...request, userSub: user.sub, email: user.email });
+  const signedIn = { ...request, userSub: user.sub, email: user.email, ...(who.hd ? { hd: who.hd } : {}) };
+  await deps.store.put('authRequests', requestId!, signedIn);
   const cookie = await startBrowserSession(deps.store, deps.clock, deps.config, user);
   deps.log.info('signed in', { user: user.sub, provider: deps.config.oauth.provider });
-  return continueAuthorization(deps, requestId!, { ...request, userSub: user.sub, email: user.email }, user, { 'set-cookie': cookie });
+  return continueAuthorization(deps, requestId!, signedIn, user, { 'set-cookie': cookie });
 }

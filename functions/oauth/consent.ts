@@ -32,6 +32,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
     scope: request.scope,
     userSub: user.sub,
     email: user.email,
+    ...(request.hd ? { hd: request.hd } : {}),
   });
   await deps.store.delete('authRequests', requestId);
   deps.log.info('authorization code issued', { client: request.clientId, user: user.sub, resource: request.resource });

@@ -1,7 +1,8 @@
 import { json } from '../../lib/http/types.ts';
 import { authenticateClient, findClient, markClientUsed } from '../../lib/oauth/clients.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
-import { redeemCode, rotateRefreshToken, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { readForm, type OAuthDeps } from './deps.ts';
 
@@ -28,7 +29,10 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
   } else if (grantType === 'refresh_token') {
     const refreshToken = form.get('refresh_token');
     if (!refreshToken) throw new OAuthError('invalid_request', 400, 'refresh_token is required');
-    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: deps.config.oauth.refreshTtl, graceMs: deps.config.oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource });
+    const oauth = deps.config.oauth;
+    // The config may have changed since sign-in (a domain removed, an allow list shortened).
+    const policy = oauth.provider === 'dev' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
+    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy });
   } else {
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
   }

@@ -20,6 +20,8 @@ export interface AuthRequestFields {
   /** Bound at the first page that knows the user; the rest of the flow must be that user. */
   userSub?: string;
   email?: string;
+  /** The Workspace domain the upstream sign-in proved (Google's hd). */
+  hd?: string;
   /** Upstream providers' own state and PKCE verifier for this request. */
   upstream?: Record<string, string>;
 }

@@ -23,9 +23,19 @@ export interface CodeRecord {
   scope: string;
   userSub: string;
   email: string;
+  hd?: string;
   /** Set when redeemed; the document stays for a while so a replay can be recognised. */
   grantId?: string;
 }
+
+/** Per-user state the authorization server keeps: when access was revoked. Keyed by userKey(email). */
+export interface UserRecord {
+  [key: string]: unknown;
+  email: string;
+  revokedAt?: number;
+}
+
+export const userKey = (email: string) => sha256(`user:${email.toLowerCase()}`);
 
 export interface GrantRecord {
   [key: string]: unknown;
@@ -37,6 +47,8 @@ export interface GrantRecord {
   createdAt: number;
   /** The generation of the one refresh token that may be used now. */
   generation: number;
+  /** The Workspace domain proven at sign-in (Google's hd), re-checked at each refresh. */
+  hd?: string;
   revokedAt?: number;
   revokedReason?: string;
 }
@@ -108,7 +120,7 @@ export async function redeemCode(
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && input.resource !== code.resource) return { kind: 'target', message: `resource must be ${code.resource}, as in the authorization request` };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, clientId: code.clientId, resource: code.resource, scope: code.scope, createdAt: now, generation: 1 };
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), clientId: code.clientId, resource: code.resource, scope: code.scope, createdAt: now, generation: 1 };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
     tx.put('grants', grantId, grant);
     const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
@@ -126,7 +138,7 @@ export async function rotateRefreshToken(
   store: Store,
   clock: Clock,
   options: { refreshTtlMs: number; graceMs: number },
-  input: { token: string; clientId: string; resource?: string; stillAllowed?: (grant: GrantRecord) => Promise<string | undefined> },
+  input: { token: string; clientId: string; resource?: string; policy?: (grant: GrantRecord) => string | undefined },
 ): Promise<IssuedGrant> {
   const tokenId = sha256(input.token);
   const now = clock.now();
@@ -135,6 +147,13 @@ export async function rotateRefreshToken(
     if (!token) return { kind: 'grant', message: 'the refresh token is invalid or expired' };
     const grant = await tx.get<GrantRecord>('grants', token.grantId);
     if (!grant || grant.revokedAt) return { kind: 'grant', message: 'the grant was revoked; sign in again' };
+    // Every refresh re-checks the user: offboarded (`mcp-front revoke --user`) or no longer allowed by the config.
+    const user = await tx.get<UserRecord>('users', userKey(grant.email));
+    const refusal = user?.revokedAt && user.revokedAt >= grant.createdAt ? 'access for this user was revoked; sign in again' : input.policy?.(grant);
+    if (refusal) {
+      tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: refusal });
+      return { kind: 'grant', message: refusal };
+    }
     if (token.clientId !== input.clientId) return { kind: 'grant', message: 'the refresh token was issued to another client' };
     if (input.resource !== undefined && input.resource !== grant.resource) return { kind: 'target', message: `resource must be ${grant.resource}` };
     const current = token.generation === grant.generation;
@@ -152,6 +171,25 @@ export async function rotateRefreshToken(
     return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken } };
   });
   return settle(outcome);
+}
+
+/** `mcp-front revoke --user`: every grant of the user ends, and no refresh of an older grant succeeds. */
+export async function revokeUser(store: Store, clock: Clock, email: string): Promise<number> {
+  const now = clock.now();
+  await store.put('users', userKey(email), { email: email.toLowerCase(), revokedAt: now } satisfies UserRecord);
+  const grants = await store.find<GrantRecord>('grants', 'email', email.toLowerCase());
+  for (const { id, doc } of grants) if (!doc.revokedAt) await store.put('grants', id, { ...doc, revokedAt: now, revokedReason: 'user revoked by an administrator' });
+  for (const { id } of await store.find('browserSessions', 'email', email.toLowerCase())) await store.delete('browserSessions', id);
+  return grants.filter((g) => !g.doc.revokedAt).length;
+}
+
+/** `mcp-front revoke --client`: every grant of the client ends. */
+export async function revokeClient(store: Store, clock: Clock, clientId: string): Promise<number> {
+  const now = clock.now();
+  const grants = await store.find<GrantRecord>('grants', 'clientId', clientId);
+  for (const { id, doc } of grants) if (!doc.revokedAt) await store.put('grants', id, { ...doc, revokedAt: now, revokedReason: 'client revoked by an administrator' });
+  await store.delete('clients', clientId);
+  return grants.filter((g) => !g.doc.revokedAt).length;
 }
 
 /** Revokes the grant a refresh token belongs to (RFC 7009); unknown tokens are not an error. */

@@ -16,12 +16,13 @@ import { authorizeWithDevSignIn, refresh, registerClient } from '../support/oaut
 
 let stack: RunningStack;
 let base = '';
+const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-oauth-'));
 
 beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const config = parseConfig(
-    `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-oauth-'))}\n  refresh_grace: 2s\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n  - { path: /other, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dataDir}\n  refresh_grace: 2s\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n  - { path: /other, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
     {},
   );
   stack = await startStack(config, { log: silentLogger });
@@ -145,5 +146,22 @@ describe('errors a client must get right', () => {
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: string }).error).toBe('invalid_redirect_uri');
     }
+  });
+});
+
+describe('offboarding', () => {
+  it('`mcp-front revoke --user` ends the user\'s grants: refresh fails, other users are untouched', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { writeFileSync } = await import('node:fs');
+    const alice = await authorizeWithDevSignIn(base, { email: 'alice@example.com', resource: `${base}/demo/mcp` });
+    const bob = await authorizeWithDevSignIn(base, { email: 'bob@example.com', resource: `${base}/demo/mcp` });
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-front-revoke-'));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dataDir}\n`);
+    const { stdout } = await promisify(execFile)(process.execPath, ['cli/mcp-front.ts', 'revoke', '--config', config, '--user', 'Alice@Example.com']);
+    expect(stdout).toContain('revoked 1 grant of Alice@Example.com');
+    await expect(refresh(base, alice.clientId, alice.refresh_token)).rejects.toThrow(/invalid_grant/);
+    expect((await refresh(base, bob.clientId, bob.refresh_token)).access_token).toBeTruthy();
   });
 });
