@@ -66,7 +66,7 @@ export async function tokenThroughput(storage: 'sqlite' | 'firestore', seconds: 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const config = parseConfig(
-    `oauth:\n  issuer: ${base}\n  provider: dev\n  storage: ${storage}\n  gcp_project: demo-mcp-front\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-token-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    `oauth:\n  issuer: ${base}\n  provider: dev\n  rate_limits: { token: 1000000, authorize: 100000 }\n  storage: ${storage}\n  gcp_project: demo-mcp-front\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-token-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
     {},
   );
   const stack = await startStack(config, { log: silentLogger });

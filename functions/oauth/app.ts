@@ -7,6 +7,7 @@ import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { authorize } from './authorize.ts';
 import { callback } from './callback.ts';
+import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
 import { decideConsent, showConsent } from './consent.ts';
 import type { HandlerDeps, OAuthDeps } from './deps.ts';
@@ -42,6 +43,14 @@ function providerFor(deps: OAuthDeps): UpstreamProvider {
 export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamProvider } = {}): Handler {
   const full: HandlerDeps = { ...deps, provider: options.provider ?? providerFor(deps) };
   const router = IttyRouter<IRequest, [RequestContext]>();
+  const limits = deps.config.oauth.rateLimits;
+  // Per client IP (the LB's first X-Forwarded-For hop), per minute, counted in the store.
+  const limited =
+    (name: keyof typeof limits, handler: (req: IRequest) => Promise<Response>) =>
+    async (req: IRequest, ctx: RequestContext) => {
+      await enforceLimit(deps.store, deps.clock, name, ctx.clientIp, { max: limits[name], windowMs: 60_000 });
+      return handler(req);
+    };
   // Browser-based clients (the MCP Inspector) call these cross-origin.
   const preflight = () =>
     new Response(null, {
@@ -53,14 +62,14 @@ export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamPr
     .get('/.well-known/openid-configuration', () => authorizationServerMetadata(full))
     .get('/.well-known/oauth-protected-resource/*', (req) => protectedResourceMetadata(full, new URL(req.url).pathname))
     .get('/jwks.json', () => jwks(full))
-    .post('/register', (req) => register(req, full))
-    .get('/authorize', (req) => authorize(req, full))
+    .post('/register', limited('register', (req) => register(req, full)))
+    .get('/authorize', limited('authorize', (req) => authorize(req, full)))
     .get('/signin', (req) => showSignIn(req, full))
     .post('/signin', (req) => submitSignIn(req, full))
     .get('/callback', (req) => callback(req, full))
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
-    .post('/token', (req) => token(req, full))
+    .post('/token', limited('token', (req) => token(req, full)))
     .post('/revoke', (req) => revoke(req, full))
     .options('/token', preflight)
     .options('/register', preflight)

@@ -24,6 +24,8 @@ export interface OAuthConfig {
   readonly dataDir: string;
   readonly firestoreDatabase: string;
   readonly scopes: readonly string[];
+  /** Requests per minute per client IP. */
+  readonly rateLimits: { readonly register: number; readonly authorize: number; readonly token: number };
 }
 
 interface RouteCommon {

@@ -130,6 +130,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       dataDir: o.data_dir,
       firestoreDatabase: o.firestore_database,
       scopes: o.scopes,
+      rateLimits: o.rate_limits,
     },
     routes,
     server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },

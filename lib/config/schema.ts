@@ -98,6 +98,11 @@ export const configSchema = z
         storage: z.enum(['sqlite', 'firestore']).default('sqlite'),
         data_dir: z.string().default('.data'),
         firestore_database: z.string().default('(default)'),
+        /** Requests per minute per client IP on the open endpoints (counted in the store). */
+        rate_limits: z
+          .object({ register: z.number().int().positive().default(30), authorize: z.number().int().positive().default(60), token: z.number().int().positive().default(300) })
+          .strict()
+          .prefault({}),
         scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).default(['mcp']),
       })
       .strict(),
