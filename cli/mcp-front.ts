@@ -7,12 +7,13 @@ import { PortInUseError } from '../lib/http/node-server.ts';
 import type { Config } from '../lib/config/config.ts';
 import { generateSigningJwk } from '../lib/tokens/keys.ts';
 import { DeployError } from './deploy-error.ts';
+import { ConnectError } from './connect/discovery.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const DEFAULT_CONFIG = resolve(ROOT, 'examples/local.yaml');
 
 /** Errors a user can fix: printed as one clear message, no stack trace, exit 1. */
-const USER_ERRORS = [ConfigError, PortInUseError, DeployError, InvalidArgumentError];
+const USER_ERRORS = [ConfigError, PortInUseError, DeployError, InvalidArgumentError, ConnectError];
 
 function port(value: string): number {
   const n = Number(value);
@@ -51,13 +52,62 @@ program
     else printPlan(deploy);
   });
 
+interface ConnectOptions {
+  clientId?: string;
+  clientSecret?: string;
+  callbackPort?: number;
+}
+
+async function authorizer(url: string, options: ConnectOptions) {
+  const [{ Authorizer, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
+  const browser = process.env.MCP_FRONT_BROWSER === 'none' ? undefined : systemBrowser;
+  return new Authorizer(url, { dir: connectDir(), clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
+}
+
+const withClientOptions = (command: Command) =>
+  command
+    .option('--client-id <id>', 'a client registered with the server (else dynamic registration)')
+    .option('--client-secret <secret>', 'its secret, for a confidential client')
+    .option('--callback-port <port>', 'fixed loopback port for the sign-in callback', port);
+
+withClientOptions(program.command('connect').description('a stdio MCP server for Claude Desktop and other stdio-only clients, bridging to a remote OAuth-protected MCP server').argument('<url>', 'the remote MCP endpoint, e.g. https://mcp.example.com/notion/mcp'))
+  .action(async (url: string, options: ConnectOptions) => {
+    const { runBridge } = await import('./connect/bridge.ts');
+    const auth = await authorizer(url, options);
+    // stdout carries MCP only; everything for people goes to stderr.
+    await runBridge({ url, auth, input: process.stdin, output: (line) => process.stdout.write(`${line}\n`), log: (line) => process.stderr.write(`${line}\n`) });
+  });
+
+withClientOptions(program.command('login').description('sign in to a remote MCP server ahead of time (for clients that time out during sign-in)').argument('<url>', 'the remote MCP endpoint'))
+  .action(async (url: string, options: ConnectOptions) => {
+    await (await authorizer(url, options)).accessToken();
+  });
+
+program
+  .command('logout')
+  .description('forget the stored sign-in for a remote MCP server (all of them without a URL)')
+  .argument('[url]', 'the remote MCP endpoint')
+  .action(async (url: string | undefined) => {
+    const { GrantFile, connectDir, listGrants } = await import('./connect/token-store.ts');
+    const grants = listGrants(connectDir()).filter((g) => !url || g.server === url || g.resource === url);
+    for (const g of grants) new GrantFile(connectDir(), g.resource).remove();
+    process.stdout.write(`forgot ${grants.length} sign-in${grants.length === 1 ? '' : 's'}\n`);
+  });
+
 program
   .command('status')
-  .description('what Cloud Run runs for each route of a deployed config, and where it drifted from the YAML')
-  .requiredOption('-c, --config <file>', 'YAML config')
-  .action(async (options: { config: string }) => {
+  .description('with --config: what Cloud Run runs for each route and its drift from the YAML; without: the sign-ins `connect` keeps')
+  .option('-c, --config <file>', 'YAML config of a deployment')
+  .action(async (options: { config?: string }) => {
+    if (!options.config) {
+      const { connectDir, listGrants } = await import('./connect/token-store.ts');
+      const grants = listGrants(connectDir());
+      for (const g of grants) process.stdout.write(`${g.resource}  client ${g.clientId}  ${g.refreshToken ? 'signed in' : 'signed out'}${g.expiresAt ? `  access token until ${new Date(g.expiresAt).toISOString()}` : ''}\n`);
+      if (!grants.length) process.stdout.write('no stored sign-ins\n');
+      return;
+    }
     const [{ loadDeployConfig }, { renderStatuses, routeStatuses }] = await Promise.all([import('../infra/service-config.ts'), import('./status.ts')]);
-    const statuses = await routeStatuses(loadDeployConfig(options.config, process.env).config);
+    const statuses = await routeStatuses(loadDeployConfig(options.config!, process.env).config);
     process.stdout.write(`${renderStatuses(statuses)}\n`);
     if (statuses.some((s) => s.drift.length)) process.exitCode = 2;
   });

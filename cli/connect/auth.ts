@@ -1,0 +1,181 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { ConnectError, checkSafeUrl, discover, fetchJson, type Discovered } from './discovery.ts';
+import { GrantFile, type StoredGrant } from './token-store.ts';
+
+// The OAuth life cycle `connect` runs for its stdio client: registration (DCR, or a
+// pre-registered client), sign-in in the system browser with PKCE S256, state, iss and
+// resource, and tokens refreshed before they expire. Sign-in and refresh run under the grant
+// file's lock, so several processes share one sign-in and never race for the token file.
+
+export interface AuthOptions {
+  readonly dir: string;
+  readonly clientId?: string;
+  readonly clientSecret?: string;
+  /** Fixed loopback callback port (a pre-registered client needs one); ephemeral otherwise. */
+  readonly callbackPort?: number;
+  /** Hands the (already validated) sign-in URL to a browser; never through a shell. */
+  readonly openBrowser?: (url: string) => void;
+  readonly log: (line: string) => void;
+  readonly signInTimeoutMs?: number;
+}
+
+/** Refresh this long before expiry, so no request goes out with a token about to die. */
+const REFRESH_AHEAD_MS = 60_000;
+
+export function systemBrowser(url: string): void {
+  const [command, ...args] =
+    process.platform === 'darwin' ? ['open', url] : process.platform === 'win32' ? ['rundll32', 'url.dll,FileProtocolHandler', url] : ['xdg-open', url];
+  // No shell: the URL is one argument, whatever it contains (CVE-2025-6514 was a shell).
+  spawn(command!, args, { stdio: 'ignore', detached: true, shell: false }).on('error', () => undefined).unref();
+}
+
+export class Authorizer {
+  readonly #server: string;
+  readonly #options: AuthOptions;
+  #discovered?: Promise<Discovered>;
+  #inFlight?: Promise<string>;
+
+  constructor(serverUrl: string, options: AuthOptions) {
+    this.#server = serverUrl;
+    this.#options = options;
+  }
+
+  async #context(): Promise<{ discovered: Discovered; file: GrantFile }> {
+    this.#discovered ??= discover(this.#server);
+    const discovered = await this.#discovered;
+    return { discovered, file: new GrantFile(this.#options.dir, discovered.resource) };
+  }
+
+  /** A valid access token: cached, refreshed, or from a new sign-in. Single flight in this process. */
+  accessToken(): Promise<string> {
+    this.#inFlight ??= this.#obtain(undefined).finally(() => (this.#inFlight = undefined));
+    return this.#inFlight;
+  }
+
+  /** After a 401 with `rejected`: a refreshed (or new) token. */
+  async renew(rejected: string): Promise<string> {
+    this.#inFlight ??= this.#obtain(rejected).finally(() => (this.#inFlight = undefined));
+    return this.#inFlight;
+  }
+
+  async #obtain(rejected: string | undefined): Promise<string> {
+    const { discovered, file } = await this.#context();
+    // Refresh ahead: a minute before expiry, or the last tenth of a short-lived token's life.
+    const fresh = (g: StoredGrant | undefined) =>
+      g?.accessToken && g.accessToken !== rejected && (g.expiresAt ?? 0) - Date.now() > Math.min(REFRESH_AHEAD_MS, (g.lifetimeMs ?? 3_600_000) / 10);
+    const cached = file.read();
+    if (fresh(cached)) return cached!.accessToken!;
+    return file.withLock(async () => {
+      const grant = file.read(); // another process may have done it while we waited
+      if (fresh(grant)) return grant!.accessToken!;
+      if (grant?.refreshToken) {
+        const refreshed = await this.#tokenRequest(discovered, grant, { grant_type: 'refresh_token', refresh_token: grant.refreshToken, resource: discovered.resource });
+        if (refreshed.ok) {
+          file.write({ ...grant, ...refreshed.tokens });
+          return refreshed.tokens.accessToken;
+        }
+        if (refreshed.error !== 'invalid_grant') throw new ConnectError(`refreshing the token failed: ${refreshed.error}`);
+        file.forgetTokensIf(grant.refreshToken);
+      }
+      return this.#signIn(discovered, file);
+    });
+  }
+
+  async #register(discovered: Discovered, redirectUri: string, existing: StoredGrant | undefined): Promise<Pick<StoredGrant, 'clientId' | 'clientSecret'>> {
+    if (this.#options.clientId) return { clientId: this.#options.clientId, clientSecret: this.#options.clientSecret };
+    if (existing?.clientId && existing.redirectUri === redirectUri) return existing;
+    const endpoint = discovered.metadata.registration_endpoint;
+    if (!endpoint) throw new ConnectError('the authorization server offers no dynamic registration: pass --client-id (and --client-secret) of a registered client');
+    const res = await fetchJson(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'mcp-front connect', redirect_uris: [redirectUri], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' }),
+    });
+    const body = res.body as { client_id?: unknown; client_secret?: unknown } | undefined;
+    if (res.status !== 201 && res.status !== 200) throw new ConnectError(`registration refused (HTTP ${res.status})`);
+    if (typeof body?.client_id !== 'string') throw new ConnectError('registration answered without a client_id');
+    return { clientId: body.client_id, clientSecret: typeof body.client_secret === 'string' ? body.client_secret : undefined };
+  }
+
+  async #signIn(discovered: Discovered, file: GrantFile): Promise<string> {
+    const { metadata } = discovered;
+    const state = randomBytes(16).toString('base64url');
+    const verifier = randomBytes(32).toString('base64url');
+    const listener = await loopbackCallback(this.#options.callbackPort ?? 0, state, this.#options.signInTimeoutMs ?? 5 * 60_000);
+    try {
+      const client = await this.#register(discovered, listener.redirectUri, file.read());
+      const url = checkSafeUrl(metadata.authorization_endpoint, 'authorization_endpoint');
+      url.search = new URLSearchParams({
+        response_type: 'code',
+        client_id: client.clientId,
+        redirect_uri: listener.redirectUri,
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+        code_challenge_method: 'S256',
+        state,
+        resource: discovered.resource,
+        ...(discovered.scope ? { scope: discovered.scope } : {}),
+      }).toString();
+      this.#options.log(`mcp-front connect: sign in to ${discovered.resource} in your browser: ${url}`);
+      this.#options.openBrowser?.(url.toString());
+      const answer = await listener.result;
+      if (answer.get('error')) throw new ConnectError(`sign-in refused: ${answer.get('error_description') ?? answer.get('error')}`);
+      // RFC 9207: the answer must come from the server we asked (mix-up attacks).
+      if (metadata.authorization_response_iss_parameter_supported && answer.get('iss') !== metadata.issuer) throw new ConnectError(`the sign-in answer came from ${answer.get('iss')}, not ${metadata.issuer}`);
+      const code = answer.get('code');
+      if (!code) throw new ConnectError('the sign-in answer carries no code');
+      const base: StoredGrant = { server: this.#server, resource: discovered.resource, ...client, redirectUri: listener.redirectUri };
+      const exchanged = await this.#tokenRequest(discovered, base, { grant_type: 'authorization_code', code, redirect_uri: listener.redirectUri, code_verifier: verifier, resource: discovered.resource });
+      if (!exchanged.ok) throw new ConnectError(`the code exchange failed: ${exchanged.error}`);
+      file.write({ ...base, ...exchanged.tokens });
+      this.#options.log('mcp-front connect: signed in');
+      return exchanged.tokens.accessToken;
+    } finally {
+      listener.close();
+    }
+  }
+
+  async #tokenRequest(discovered: Discovered, grant: Pick<StoredGrant, 'clientId' | 'clientSecret' | 'refreshToken'>, params: Record<string, string>) {
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+    const form = new URLSearchParams(params);
+    if (grant.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(grant.clientId)}:${encodeURIComponent(grant.clientSecret)}`).toString('base64')}`;
+    else form.set('client_id', grant.clientId);
+    const res = await fetchJson(discovered.metadata.token_endpoint, { method: 'POST', headers, body: form.toString() });
+    const body = (res.body ?? {}) as { access_token?: string; refresh_token?: string; expires_in?: number; error?: string };
+    if (res.status !== 200 || !body.access_token) return { ok: false as const, error: body.error ?? `HTTP ${res.status}` };
+    return {
+      ok: true as const,
+      tokens: { accessToken: body.access_token, refreshToken: body.refresh_token ?? grant.refreshToken, expiresAt: Date.now() + (body.expires_in ?? 3600) * 1000, lifetimeMs: (body.expires_in ?? 3600) * 1000 },
+    };
+  }
+}
+
+/** Listens on 127.0.0.1 for exactly one GET /callback carrying `state`; everything else is 404. */
+async function loopbackCallback(port: number, state: string, timeoutMs: number): Promise<{ redirectUri: string; result: Promise<URLSearchParams>; close(): void }> {
+  let settle!: (q: URLSearchParams) => void;
+  let fail!: (err: Error) => void;
+  const result = new Promise<URLSearchParams>((resolve, reject) => ((settle = resolve), (fail = reject)));
+  let answered = false;
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (answered || req.method !== 'GET' || url.pathname !== '/callback' || url.searchParams.get('state') !== state) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    answered = true;
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'" }).end('<!doctype html><title>Signed in</title><p>Signed in. You can close this window.</p>');
+    settle(url.searchParams);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
+  const timer = setTimeout(() => fail(new ConnectError(`no sign-in within ${timeoutMs / 1000} s`)), timeoutMs);
+  return {
+    redirectUri: `http://127.0.0.1:${(server.address() as { port: number }).port}/callback`,
+    result,
+    close: () => {
+      clearTimeout(timer);
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
