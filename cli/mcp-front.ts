@@ -53,19 +53,22 @@ program
   });
 
 interface ConnectOptions {
+  clientMetadataUrl?: string;
   clientId?: string;
   clientSecret?: string;
   callbackPort?: number;
 }
 
 async function authorizer(url: string, options: ConnectOptions) {
-  const [{ Authorizer, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
-  const browser = process.env.MCP_FRONT_BROWSER === 'none' ? undefined : systemBrowser;
-  return new Authorizer(url, { dir: connectDir(), clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
+  const [{ Authorizer, followRedirects, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
+  // MCP_FRONT_BROWSER: unset opens the system browser; none only prints the URL; follow is for automation.
+  const browser = { none: undefined, follow: followRedirects }[process.env.MCP_FRONT_BROWSER ?? ''] ?? (process.env.MCP_FRONT_BROWSER ? undefined : systemBrowser);
+  return new Authorizer(url, { dir: connectDir(), clientMetadataUrl: options.clientMetadataUrl, clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
 }
 
 const withClientOptions = (command: Command) =>
   command
+    .option('--client-metadata-url <url>', 'your Client ID Metadata Document (https), used as client_id where the server supports it')
     .option('--client-id <id>', 'a client registered with the server (else dynamic registration)')
     .option('--client-secret <secret>', 'its secret, for a confidential client')
     .option('--callback-port <port>', 'fixed loopback port for the sign-in callback', port);

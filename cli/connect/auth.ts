@@ -13,6 +13,8 @@ export interface AuthOptions {
   readonly dir: string;
   readonly clientId?: string;
   readonly clientSecret?: string;
+  /** Our Client ID Metadata Document (an https URL), used as client_id where the server supports it. */
+  readonly clientMetadataUrl?: string;
   /** Fixed loopback callback port (a pre-registered client needs one); ephemeral otherwise. */
   readonly callbackPort?: number;
   /** Hands the (already validated) sign-in URL to a browser; never through a shell. */
@@ -29,6 +31,24 @@ export function systemBrowser(url: string): void {
     process.platform === 'darwin' ? ['open', url] : process.platform === 'win32' ? ['rundll32', 'url.dll,FileProtocolHandler', url] : ['xdg-open', url];
   // No shell: the URL is one argument, whatever it contains (CVE-2025-6514 was a shell).
   spawn(command!, args, { stdio: 'ignore', detached: true, shell: false }).on('error', () => undefined).unref();
+}
+
+/**
+ * A "browser" for automation (MCP_FRONT_BROWSER=follow): follows the authorization server's
+ * redirects to the callback without a person. Only works where the server approves without a
+ * page (test servers, conformance suites); a real sign-in needs a real browser.
+ */
+export function followRedirects(url: string): void {
+  void (async () => {
+    let next = url;
+    for (let hop = 0; hop < 10; hop++) {
+      const res = await fetch(next, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+      await res.body?.cancel();
+      const location = res.headers.get('location');
+      if (!location) return;
+      next = new URL(location, next).toString();
+    }
+  })().catch(() => undefined);
 }
 
 export class Authorizer {
@@ -60,6 +80,16 @@ export class Authorizer {
     return this.#inFlight;
   }
 
+  /** After a 403 insufficient_scope: sign in again asking for `scope` too (a refresh can't widen scope). */
+  async stepUp(scope: string): Promise<string> {
+    const { discovered, file } = await this.#context();
+    const wanted = new Set([...(discovered.scope ?? '').split(' '), ...scope.split(' ')].filter(Boolean));
+    this.#scope = [...wanted].join(' ');
+    return file.withLock(() => this.#signIn(discovered, file));
+  }
+
+  #scope?: string;
+
   async #obtain(rejected: string | undefined): Promise<string> {
     const { discovered, file } = await this.#context();
     // Refresh ahead: a minute before expiry, or the last tenth of a short-lived token's life.
@@ -85,6 +115,9 @@ export class Authorizer {
 
   async #register(discovered: Discovered, redirectUri: string, existing: StoredGrant | undefined): Promise<Pick<StoredGrant, 'clientId' | 'clientSecret'>> {
     if (this.#options.clientId) return { clientId: this.#options.clientId, clientSecret: this.#options.clientSecret };
+    if (this.#options.clientMetadataUrl && (discovered.metadata as { client_id_metadata_document_supported?: boolean }).client_id_metadata_document_supported) {
+      return { clientId: checkSafeUrl(this.#options.clientMetadataUrl, 'the client metadata URL').toString() };
+    }
     if (existing?.clientId && existing.redirectUri === redirectUri) return existing;
     const endpoint = discovered.metadata.registration_endpoint;
     if (!endpoint) throw new ConnectError('the authorization server offers no dynamic registration: pass --client-id (and --client-secret) of a registered client');
@@ -115,7 +148,7 @@ export class Authorizer {
         code_challenge_method: 'S256',
         state,
         resource: discovered.resource,
-        ...(discovered.scope ? { scope: discovered.scope } : {}),
+        ...((this.#scope ?? discovered.scope) ? { scope: (this.#scope ?? discovered.scope)! } : {}),
       }).toString();
       this.#options.log(`mcp-front connect: sign in to ${discovered.resource} in your browser: ${url}`);
       this.#options.openBrowser?.(url.toString());
@@ -139,8 +172,14 @@ export class Authorizer {
   async #tokenRequest(discovered: Discovered, grant: Pick<StoredGrant, 'clientId' | 'clientSecret' | 'refreshToken'>, params: Record<string, string>) {
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
     const form = new URLSearchParams(params);
-    if (grant.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(grant.clientId)}:${encodeURIComponent(grant.clientSecret)}`).toString('base64')}`;
-    else form.set('client_id', grant.clientId);
+    // RFC 6749 §2.3.1: Basic unless the server only takes the secret in the body.
+    const methods = discovered.metadata.token_endpoint_auth_methods_supported ?? ['client_secret_basic'];
+    if (grant.clientSecret && (methods.includes('client_secret_basic') || !methods.includes('client_secret_post'))) {
+      headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(grant.clientId)}:${encodeURIComponent(grant.clientSecret)}`).toString('base64')}`;
+    } else {
+      form.set('client_id', grant.clientId);
+      if (grant.clientSecret) form.set('client_secret', grant.clientSecret);
+    }
     const res = await fetchJson(discovered.metadata.token_endpoint, { method: 'POST', headers, body: form.toString() });
     const body = (res.body ?? {}) as { access_token?: string; refresh_token?: string; expires_in?: number; error?: string };
     if (res.status !== 200 || !body.access_token) return { ok: false as const, error: body.error ?? `HTTP ${res.status}` };

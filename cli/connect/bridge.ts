@@ -96,6 +96,12 @@ export async function runBridge(options: BridgeOptions): Promise<void> {
         token = await auth.renew(token);
         res = await post(message, token);
       }
+      const challenge = res.headers.get('www-authenticate') ?? '';
+      if (res.status === 403 && challenge.includes('insufficient_scope')) {
+        await res.body?.cancel();
+        token = await auth.stepUp(/scope="([^"]+)"/.exec(challenge)?.[1] ?? '');
+        res = await post(message, token);
+      }
       if (res.status === 404 && sessionId && !isInit) {
         await res.body?.cancel();
         await reinitialize(token);

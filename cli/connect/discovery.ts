@@ -18,6 +18,8 @@ export interface ServerMetadata {
   readonly code_challenge_methods_supported?: string[];
   readonly authorization_response_iss_parameter_supported?: boolean;
   readonly scopes_supported?: string[];
+  readonly token_endpoint_auth_methods_supported?: string[];
+  readonly client_id_metadata_document_supported?: boolean;
 }
 
 export interface Discovered {
@@ -90,7 +92,7 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   const named = /resource_metadata="([^"]+)"/.exec(challenge)?.[1];
   const scope = /scope="([^"]+)"/.exec(challenge)?.[1];
   const candidates = named ? [checkSafeUrl(named, 'resource_metadata').toString()] : wellKnown(server, 'oauth-protected-resource');
-  let prm: { resource?: unknown; authorization_servers?: unknown } | undefined;
+  let prm: { resource?: unknown; authorization_servers?: unknown; scopes_supported?: unknown } | undefined;
   for (const url of candidates) {
     const found = await fetchJson(url).catch(() => undefined);
     if (found?.status === 200 && found.body && typeof found.body === 'object') {
@@ -103,7 +105,7 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   const issuerValue = Array.isArray(prm.authorization_servers) ? prm.authorization_servers[0] : undefined;
   const issuer = checkSafeUrl(issuerValue, 'the authorization server');
   let metadata: ServerMetadata | undefined;
-  for (const url of [...wellKnown(issuer, 'oauth-authorization-server'), ...wellKnown(issuer, 'openid-configuration')]) {
+  for (const url of authorizationServerMetadataUrls(issuer)) {
     const found = await fetchJson(url).catch(() => undefined);
     if (found?.status === 200 && found.body && typeof found.body === 'object') {
       metadata = found.body as ServerMetadata;
@@ -119,5 +121,18 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   checkSafeUrl(metadata.token_endpoint, 'token_endpoint');
   if (metadata.registration_endpoint !== undefined) checkSafeUrl(metadata.registration_endpoint, 'registration_endpoint');
   if (!metadata.code_challenge_methods_supported?.includes('S256')) throw new ConnectError('the authorization server does not offer PKCE S256, which the MCP spec requires');
-  return { resource, metadata, scope };
+  // The scope to ask for: the challenge's, else what the resource says it supports (MCP 2025-11-25).
+  const supported = Array.isArray(prm.scopes_supported) ? prm.scopes_supported.filter((x): x is string => typeof x === 'string').join(' ') : undefined;
+  return { resource, metadata, scope: scope ?? (supported || undefined) };
+}
+
+/**
+ * Where an issuer's metadata may live, in the MCP spec's order: with a path, RFC 8414 and OIDC
+ * path insertion, then OIDC path appending, and never the origin's root (another tenant's);
+ * without one, the two root documents.
+ */
+export function authorizationServerMetadataUrls(issuer: URL): string[] {
+  const path = issuer.pathname.replace(/\/$/, '');
+  if (!path) return [`${issuer.origin}/.well-known/oauth-authorization-server`, `${issuer.origin}/.well-known/openid-configuration`];
+  return [`${issuer.origin}/.well-known/oauth-authorization-server${path}`, `${issuer.origin}/.well-known/openid-configuration${path}`, `${issuer.origin}${path}/.well-known/openid-configuration`];
 }
