@@ -78,6 +78,12 @@ function wellKnown(base: URL, name: string): string[] {
   return [...new Set([`${base.origin}/.well-known/${name}${path}`, `${base.origin}/.well-known/${name}`])];
 }
 
+/** A document that can't be fetched is a reason to try the next place; one that is hostile is not. */
+function unreachable(err: unknown): undefined {
+  if (err instanceof ConnectError) throw err;
+  return undefined;
+}
+
 export async function discover(serverUrl: string): Promise<Discovered> {
   const server = checkSafeUrl(serverUrl, 'the MCP server URL');
   const probe = await fetch(server, {
@@ -94,7 +100,7 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   const candidates = named ? [checkSafeUrl(named, 'resource_metadata').toString()] : wellKnown(server, 'oauth-protected-resource');
   let prm: { resource?: unknown; authorization_servers?: unknown; scopes_supported?: unknown } | undefined;
   for (const url of candidates) {
-    const found = await fetchJson(url).catch(() => undefined);
+    const found = await fetchJson(url).catch(unreachable);
     if (found?.status === 200 && found.body && typeof found.body === 'object') {
       prm = found.body as typeof prm;
       break;
@@ -106,7 +112,7 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   const issuer = checkSafeUrl(issuerValue, 'the authorization server');
   let metadata: ServerMetadata | undefined;
   for (const url of authorizationServerMetadataUrls(issuer)) {
-    const found = await fetchJson(url).catch(() => undefined);
+    const found = await fetchJson(url).catch(unreachable);
     if (found?.status === 200 && found.body && typeof found.body === 'object') {
       metadata = found.body as ServerMetadata;
       break;

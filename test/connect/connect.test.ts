@@ -106,7 +106,14 @@ describe('mcp-front connect', () => {
     expect(stillPresent(pids)).toEqual([]);
   }, 60_000);
 
-  it('refuses a server whose metadata points the browser at a non-http URL, opening and storing nothing', async () => {
+  it.each([
+    ['a javascript: authorization endpoint', { authorization_endpoint: 'javascript:alert(1)' }, 'authorization_endpoint must be https (or http on loopback), not javascript:'],
+    ['a file: authorization endpoint', { authorization_endpoint: 'file:///etc/passwd' }, 'authorization_endpoint must be https'],
+    ['shell metacharacters in the authorization endpoint', { authorization_endpoint: 'https://as.example/$(touch /tmp/mcp-front-pwned)`id`' }, 'authorization_endpoint is not a plain URL'],
+    ['a metadata document naming another issuer', { issuer: 'https://evil.example' }, 'names issuer "https://evil.example"'],
+    ['no PKCE S256', { code_challenge_methods_supported: ['plain'] }, 'does not offer PKCE S256'],
+    ['a huge metadata document', { padding: 'x'.repeat(300 * 1024) }, 'more than 256 KiB'],
+  ])('refuses a server with %s: clear message, nothing opened, nothing stored', async (_name, override, message) => {
     const { createServer } = await import('node:http');
     const hostile = createServer((req, res) => {
       const base = `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
@@ -116,7 +123,9 @@ describe('mcp-front connect', () => {
         return res.end('{}');
       }
       if (req.url?.startsWith('/.well-known/oauth-protected-resource')) return res.end(JSON.stringify({ resource: `${base}/mcp`, authorization_servers: [base] }));
-      if (req.url?.startsWith('/.well-known/oauth-authorization-server')) return res.end(JSON.stringify({ issuer: base, authorization_endpoint: 'javascript:alert(1)', token_endpoint: `${base}/token`, code_challenge_methods_supported: ['S256'] }));
+      if (req.url === '/.well-known/oauth-authorization-server') {
+        return res.end(JSON.stringify({ issuer: base, authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token`, registration_endpoint: `${base}/register`, code_challenge_methods_supported: ['S256'], ...override }));
+      }
       res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
@@ -124,13 +133,34 @@ describe('mcp-front connect', () => {
     try {
       const { execFile } = await import('node:child_process');
       const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        execFile(process.execPath, [CLI, 'login', `http://127.0.0.1:${(hostile.address() as { port: number }).port}/mcp`], { env: { ...process.env, MCP_FRONT_CONNECT_DIR: hostileDir, MCP_FRONT_BROWSER: 'none' } }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
+        // MCP_FRONT_BROWSER=follow would fetch whatever it is handed: it must never be handed anything.
+        execFile(process.execPath, [CLI, 'login', `http://127.0.0.1:${(hostile.address() as { port: number }).port}/mcp`], { env: { ...process.env, MCP_FRONT_CONNECT_DIR: hostileDir, MCP_FRONT_BROWSER: 'follow' } }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
       });
       expect(result.code).toBe(1);
-      expect(result.stderr).toContain('authorization_endpoint must be https (or http on loopback), not javascript:');
+      expect(result.stderr).toContain(message);
+      expect(result.stderr).not.toContain('sign in to');
       expect(readdirSync(hostileDir).filter((f) => f.endsWith('.json'))).toEqual([]);
     } finally {
       hostile.close();
     }
   });
+
+  it('survives the server restarting mid-session, and fails fast (no hang) when it is gone', async () => {
+    const url = `${stack.baseUrl}/demo/mcp`;
+    const one = connectClient(url);
+    await one.client.connect(one.transport); // signed in already by the first test: no browser
+    expect(await one.client.callTool({ name: 'echo', arguments: { text: 'before' } })).toEqual({ content: [{ type: 'text', text: 'before' }] });
+    const port = Number(new URL(stack.baseUrl).port);
+    const dataDir = stack.dataDir;
+    await stack.kill();
+    stack = await startStackProcess({ yaml: YAML, port, dataDir });
+    expect(await one.client.callTool({ name: 'echo', arguments: { text: 'after restart' } })).toEqual({ content: [{ type: 'text', text: 'after restart' }] });
+    await stack.stop();
+    await expect(one.client.callTool({ name: 'echo', arguments: { text: 'gone' } })).rejects.toThrow(/mcp-front connect/);
+    const pid = one.transport.pid!;
+    await one.client.close();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(stillPresent([pid])).toEqual([]);
+    stack = await startStackProcess({ yaml: YAML, port, dataDir }); // for afterAll
+  }, 60_000);
 });
