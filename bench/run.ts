@@ -1,7 +1,7 @@
 import { cpus, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { directStdio, mcpFront, mcpProxy, rssMiB, ROOT, supergateway, type Target } from './targets.ts';
+import { directStdio, mcpFront, mcpProxy, rssMiB, ROOT, stdioBridges, supergateway, type Target } from './targets.ts';
 import { countedCallsPerToolCall, routeServiceColdStart, tokenThroughput } from './server-metrics.ts';
 
 // `npm run bench [-- --quick]`: every target and metric in one run on this machine, written to
@@ -100,6 +100,7 @@ const front = await mcpFront();
 const targets: Target[] = [directStdio(), ...front.targets];
 try {
   for (const make of [() => supergateway('streamableHttp'), () => supergateway('sse'), () => mcpProxy()]) targets.push(await make());
+  targets.push(...(await stdioBridges(front.baseUrl)));
   for (const target of targets) {
     process.stderr.write(`measuring ${target.name}…\n`);
     rows.push(await measure(target));

@@ -124,6 +124,34 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
   return { targets, baseUrl, pid: child.pid!, coldStartMs, stop: () => stopProcess(child) };
 }
 
+/**
+ * The client side: a stdio client reaching the same mcp-front route through a local bridge,
+ * `mcp-front connect` (token seeded in its store, as after `mcp-front login`) or mcp-remote
+ * (token passed as a header, its documented way to skip its own sign-in).
+ */
+export async function stdioBridges(baseUrl: string): Promise<Target[]> {
+  const route = `${baseUrl}/demo/mcp`;
+  const tokens = await authorizeWithDevSignIn(baseUrl, { email: 'bridge@example.com', resource: route });
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-front-bench-connect-'));
+  const { GrantFile } = await import('../cli/connect/token-store.ts');
+  new GrantFile(dir, route).write({ server: route, resource: route, clientId: tokens.clientId, accessToken: tokens.access_token, refreshToken: tokens.refresh_token, expiresAt: Date.now() + tokens.expires_in * 1000, lifetimeMs: tokens.expires_in * 1000 });
+  const stdio = (args: string[], env: Record<string, string> = {}) => () => new StdioClientTransport({ command: process.execPath, args, cwd: ROOT, env: { ...process.env, ...env } as Record<string, string>, stderr: 'ignore' });
+  return [
+    {
+      name: 'mcp-front connect → /demo',
+      version: `mcp-front (node ${version('node')})`,
+      connect: () => connectWith(stdio(['cli/mcp-front.ts', 'connect', route], { MCP_FRONT_CONNECT_DIR: dir, MCP_FRONT_BROWSER: 'none' })),
+      stop: async () => undefined,
+    },
+    {
+      name: 'mcp-remote → /demo',
+      version: `mcp-remote ${version('mcp-remote')}`,
+      connect: () => connectWith(stdio(['node_modules/mcp-remote/dist/proxy.js', route, '--allow-http', '--transport', 'http-only', '--header', `Authorization: Bearer ${tokens.access_token}`], { MCP_REMOTE_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'mcp-remote-')) })),
+      stop: async () => undefined,
+    },
+  ];
+}
+
 export async function supergateway(transport: 'streamableHttp' | 'sse'): Promise<Target> {
   const port = await freePort();
   const argv = [process.execPath, 'node_modules/supergateway/dist/index.js', '--stdio', DEMO.join(' '), '--outputTransport', transport, '--port', String(port), '--logLevel', 'none'];

@@ -58,7 +58,33 @@ export async function runBridge(options: BridgeOptions): Promise<void> {
     }
   };
 
-  const post = async (body: unknown, token: string) => fetch(url, { method: 'POST', headers: headersFor(token), body: JSON.stringify(body) });
+  /** Legacy HTTP+SSE (2024-11-05): where to POST, once the server's stream named it. */
+  let legacyEndpoint: Promise<string> | undefined;
+  const post = async (body: unknown, token: string) => fetch(legacyEndpoint ? await legacyEndpoint : url, { method: 'POST', headers: headersFor(token), body: JSON.stringify(body) });
+
+  /**
+   * The server answered the initialize POST with 404/405: an older server. Open its SSE stream
+   * (the same URL, GET); its `endpoint` event says where messages go, and answers come back on it.
+   */
+  const openLegacy = (token: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const abort = new AbortController();
+      serverStream = abort;
+      void (async () => {
+        const res = await fetch(url, { method: 'GET', headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' }, signal: abort.signal });
+        if (!res.ok || !res.body) throw new Error(`the server offers neither Streamable HTTP nor SSE (HTTP ${res.status})`);
+        for await (const event of readEvents(res.body)) {
+          if (event.event === 'endpoint') resolve(new URL(event.data, url).toString());
+          else if (event.event === 'message' && event.data) {
+            const m = asMessage(JSON.parse(event.data));
+            if (m) emit(m);
+          }
+        }
+      })().catch((err: unknown) => {
+        reject(err as Error);
+        if (!abort.signal.aborted) options.log(`mcp-front connect: SSE stream ended: ${(err as Error).message}`);
+      });
+    });
 
   const openServerStream = async () => {
     serverStream?.abort();
@@ -107,6 +133,11 @@ export async function runBridge(options: BridgeOptions): Promise<void> {
         await reinitialize(token);
         res = await post(message, token);
       }
+      if (isInit && !legacyEndpoint && (res.status === 404 || res.status === 405)) {
+        await res.body?.cancel();
+        legacyEndpoint = openLegacy(token);
+        res = await post(message, token);
+      }
       if (isInit && res.ok) sessionId = res.headers.get('mcp-session-id') ?? undefined;
       if (!res.ok && res.status !== 202) {
         const text = await res.text();
@@ -126,7 +157,7 @@ export async function runBridge(options: BridgeOptions): Promise<void> {
         }
         emit(m);
       });
-      if (first?.method === 'notifications/initialized') void openServerStream();
+      if (first?.method === 'notifications/initialized' && !legacyEndpoint) void openServerStream();
     } catch (err) {
       options.log(`mcp-front connect: ${(err as Error).message}`);
       all.forEach((m) => failed(m, (err as Error).message));

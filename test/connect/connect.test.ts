@@ -145,6 +145,21 @@ describe('mcp-front connect', () => {
     }
   });
 
+  it('falls back to the legacy SSE transport when the server refuses the initialize POST', async () => {
+    const url = `${stack.baseUrl}/demo/sse`;
+    const legacy = connectClient(url);
+    const connecting = legacy.client.connect(legacy.transport);
+    let printed: string | undefined;
+    for (let i = 0; i < 200 && !printed; i++) {
+      printed = /in your browser: (\S+)/.exec(legacy.stderr())?.[1];
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await completeSignIn(printed!, 'ada@example.com');
+    await connecting;
+    expect(await legacy.client.callTool({ name: 'echo', arguments: { text: 'over sse' } })).toEqual({ content: [{ type: 'text', text: 'over sse' }] });
+    await legacy.client.close();
+  }, 30_000);
+
   it('survives the server restarting mid-session, and fails fast (no hang) when it is gone', async () => {
     const url = `${stack.baseUrl}/demo/mcp`;
     const one = connectClient(url);
