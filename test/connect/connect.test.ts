@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, StdioClientTransport } from '../../lib/mcp/sdk.ts';
 import { CLI, startStackProcess, type StackProcess } from '../support/stack-process.ts';
 import { stillPresent } from '../support/process-table.ts';
+import { browserSkipReason, launchBrowser } from '../support/browser.ts';
 
 // `mcp-front connect` against the local stack: two processes for one route share one sign-in
-// (driven here by plain HTTP from the URL `connect` prints), the token file is 0600, and calls
+// (driven in headless Chromium from the URL `connect` prints), the token file is 0600, and calls
 // keep working across access-token expiry without a new sign-in.
 
 const YAML = `oauth:
@@ -84,7 +85,20 @@ describe('mcp-front connect', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(printed).toBeDefined();
-    await completeSignIn(printed!, 'ada@example.com');
+    if (browserSkipReason()) await completeSignIn(printed!, 'ada@example.com'); // no Chromium here: the same steps by HTTP
+    else {
+      const browser = await launchBrowser();
+      try {
+        const page = await (await browser.newContext()).newPage();
+        await page.goto(printed!);
+        await page.fill('input[name="email"]', 'ada@example.com');
+        await Promise.all([page.waitForURL((u) => u.pathname === '/consent'), page.click('button[type="submit"]')]);
+        await Promise.all([page.waitForURL((u) => u.pathname === '/callback'), page.click('button[name="decision"][value="allow"]')]);
+        expect(await page.content()).toContain('Signed in');
+      } finally {
+        await browser.closeAll();
+      }
+    }
     await connecting;
     expect((first.stderr() + second.stderr()).match(/sign in to/g)).toHaveLength(1);
 
