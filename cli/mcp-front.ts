@@ -63,7 +63,8 @@ async function authorizer(url: string, options: ConnectOptions) {
   const [{ Authorizer, followRedirects, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
   // MCP_FRONT_BROWSER: unset opens the system browser; none only prints the URL; follow is for automation.
   const browser = { none: undefined, follow: followRedirects }[process.env.MCP_FRONT_BROWSER ?? ''] ?? (process.env.MCP_FRONT_BROWSER ? undefined : systemBrowser);
-  return new Authorizer(url, { dir: connectDir(), clientMetadataUrl: options.clientMetadataUrl, clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
+  const timeout = Number(process.env.MCP_FRONT_SIGNIN_TIMEOUT ?? 300);
+  return new Authorizer(url, { signInTimeoutMs: timeout * 1000, dir: connectDir(), clientMetadataUrl: options.clientMetadataUrl, clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
 }
 
 const withClientOptions = (command: Command) =>

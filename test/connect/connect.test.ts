@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -192,4 +192,51 @@ describe('mcp-front connect', () => {
     expect(stillPresent([pid])).toEqual([]);
     stack = await startStackProcess({ yaml: YAML, port, dataDir }); // for afterAll
   }, 60_000);
+});
+
+describe('connect refuses a forged sign-in answer', () => {
+  /** A small authorization server whose "browser" step answers with whatever `answer` says. */
+  async function fakeServer(answer: (redirect: URL, state: string) => void) {
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const url = new URL(req.url!, base);
+      res.setHeader('content-type', 'application/json');
+      if (url.pathname === '/mcp') return void res.writeHead(401, { 'www-authenticate': `Bearer resource_metadata="${base}/.well-known/oauth-protected-resource/mcp"` }).end('{}');
+      if (url.pathname.startsWith('/.well-known/oauth-protected-resource')) return void res.end(JSON.stringify({ resource: `${base}/mcp`, authorization_servers: [base] }));
+      if (url.pathname === '/.well-known/oauth-authorization-server') {
+        return void res.end(JSON.stringify({ issuer: base, authorization_endpoint: `${base}/authorize`, token_endpoint: `${base}/token`, registration_endpoint: `${base}/register`, code_challenge_methods_supported: ['S256'], authorization_response_iss_parameter_supported: true }));
+      }
+      if (url.pathname === '/register') return void res.writeHead(201).end(JSON.stringify({ client_id: 'c1' }));
+      if (url.pathname === '/authorize') {
+        const redirect = new URL(url.searchParams.get('redirect_uri')!);
+        answer(redirect, url.searchParams.get('state')!);
+        return void res.writeHead(302, { location: redirect.toString() }).end();
+      }
+      if (url.pathname === '/token') return void res.end(JSON.stringify({ access_token: 'should-never-be-stored', token_type: 'Bearer', expires_in: 3600 }));
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/mcp` };
+  }
+
+  it.each([
+    ['an iss naming another server (RFC 9207 mix-up)', (r: URL, state: string) => r.search = new URLSearchParams({ code: 'x', state, iss: 'https://evil.example' }).toString(), 'the sign-in answer came from https://evil.example'],
+    ['a wrong state (the listener ignores it, so the sign-in times out)', (r: URL) => r.search = new URLSearchParams({ code: 'x', state: 'forged', iss: r.origin }).toString(), 'no sign-in within 2 s'],
+  ])('refuses %s and stores no token', async (_name, answer, message) => {
+    const fake = await fakeServer(answer);
+    const tokenDir = mkdtempSync(join(tmpdir(), 'mcp-front-forged-'));
+    try {
+      const { execFile } = await import('node:child_process');
+      const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(process.execPath, [CLI, 'login', fake.url], { env: { ...process.env, MCP_FRONT_CONNECT_DIR: tokenDir, MCP_FRONT_BROWSER: 'follow', MCP_FRONT_SIGNIN_TIMEOUT: '2' } }, (err, _out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }));
+      });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(message);
+      const stored = readdirSync(tokenDir).filter((f) => f.endsWith('.json')).map((f) => readFileSync(join(tokenDir, f), 'utf8')).join('');
+      expect(stored).not.toContain('should-never-be-stored');
+    } finally {
+      fake.server.close();
+    }
+  }, 20_000);
 });
