@@ -59,12 +59,27 @@ interface ConnectOptions {
   callbackPort?: number;
 }
 
-async function authorizer(url: string, options: ConnectOptions) {
-  const [{ Authorizer, followRedirects, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
+async function authOptions(options: ConnectOptions) {
+  const [{ followRedirects, systemBrowser }, { connectDir }] = await Promise.all([import('./connect/auth.ts'), import('./connect/token-store.ts')]);
   // MCP_FRONT_BROWSER: unset opens the system browser; none only prints the URL; follow is for automation.
-  const browser = { none: undefined, follow: followRedirects }[process.env.MCP_FRONT_BROWSER ?? ''] ?? (process.env.MCP_FRONT_BROWSER ? undefined : systemBrowser);
+  const choice = process.env.MCP_FRONT_BROWSER;
+  const openBrowser = choice === 'follow' ? followRedirects : choice ? undefined : systemBrowser;
   const timeout = Number(process.env.MCP_FRONT_SIGNIN_TIMEOUT ?? 300);
-  return new Authorizer(url, { signInTimeoutMs: timeout * 1000, dir: connectDir(), clientMetadataUrl: options.clientMetadataUrl, clientId: options.clientId, clientSecret: options.clientSecret, callbackPort: options.callbackPort, openBrowser: browser, log: (line) => process.stderr.write(`${line}\n`) });
+  return {
+    dir: connectDir(),
+    clientMetadataUrl: options.clientMetadataUrl,
+    clientId: options.clientId,
+    clientSecret: options.clientSecret,
+    callbackPort: options.callbackPort,
+    openBrowser,
+    signInTimeoutMs: timeout * 1000,
+    log: (line: string) => process.stderr.write(`${line}\n`),
+  };
+}
+
+async function authorizer(url: string, options: ConnectOptions) {
+  const { Authorizer } = await import('./connect/auth.ts');
+  return new Authorizer(url, await authOptions(options));
 }
 
 const withClientOptions = (command: Command) =>
@@ -74,8 +89,18 @@ const withClientOptions = (command: Command) =>
     .option('--client-secret <secret>', 'its secret, for a confidential client')
     .option('--callback-port <port>', 'fixed loopback port for the sign-in callback', port);
 
-withClientOptions(program.command('connect').description('a stdio MCP server for Claude Desktop and other stdio-only clients, bridging to a remote OAuth-protected MCP server').argument('<url>', 'the remote MCP endpoint, e.g. https://mcp.example.com/notion/mcp'))
-  .action(async (url: string, options: ConnectOptions) => {
+withClientOptions(
+  program
+    .command('connect')
+    .description('a stdio MCP server for Claude Desktop and other stdio-only clients, bridging to a remote OAuth-protected MCP server')
+    .argument('<url>', 'the remote MCP endpoint, e.g. https://mcp.example.com/notion/mcp (with --all: the gateway)')
+    .option('--all', 'every route of an mcp-front gateway as one server, one sign-in, tools named <route>__<tool>'),
+)
+  .action(async (url: string, options: ConnectOptions & { all?: boolean }) => {
+    if (options.all) {
+      const { runAllRoutes } = await import('./connect/all-routes.ts');
+      return runAllRoutes(url, await authOptions(options));
+    }
     const { runBridge } = await import('./connect/bridge.ts');
     const auth = await authorizer(url, options);
     // stdout carries MCP only; everything for people goes to stderr.

@@ -14,6 +14,7 @@ export const OAUTH_PATHS = [
   '/consent',
   '/signin',
   '/jwks.json',
+  '/routes',
 ] as const;
 
 export type Backend = { readonly kind: 'oauth' } | { readonly kind: 'route'; readonly route: RouteConfig };

@@ -21,6 +21,8 @@ export interface AuthOptions {
   readonly openBrowser?: (url: string) => void;
   readonly log: (line: string) => void;
   readonly signInTimeoutMs?: number;
+  /** More resources (routes of the same gateway) to sign in for at once (RFC 8707, `connect --all`). */
+  readonly resources?: readonly string[];
 }
 
 /** Refresh this long before expiry, so no request goes out with a token about to die. */
@@ -78,6 +80,32 @@ export class Authorizer {
   async renew(rejected: string): Promise<string> {
     this.#inFlight ??= this.#obtain(rejected).finally(() => (this.#inFlight = undefined));
     return this.#inFlight;
+  }
+
+  /**
+   * A token for another resource the sign-in covered (`connect --all`): the refresh token is
+   * exchanged for one (RFC 8707 §2.2), under the same lock, and kept per resource.
+   */
+  async accessTokenFor(resource: string): Promise<string> {
+    const { discovered, file } = await this.#context();
+    if (resource === discovered.resource) return this.accessToken();
+    const usable = (g: StoredGrant | undefined) => {
+      const t = g?.perResource?.[resource];
+      return t && t.expiresAt - Date.now() > Math.min(REFRESH_AHEAD_MS, t.lifetimeMs / 10) ? t.accessToken : undefined;
+    };
+    const cached = usable(file.read());
+    if (cached) return cached;
+    await this.accessToken(); // signed in, refresh token at hand
+    return file.withLock(async () => {
+      const grant = file.read()!;
+      const again = usable(grant);
+      if (again) return again;
+      const refreshed = await this.#tokenRequest(discovered, grant, { grant_type: 'refresh_token', refresh_token: grant.refreshToken!, resource });
+      if (!refreshed.ok) throw new ConnectError(`no token for ${resource}: ${refreshed.error}`);
+      const t = refreshed.tokens;
+      file.write({ ...grant, refreshToken: t.refreshToken, perResource: { ...grant.perResource, [resource]: { accessToken: t.accessToken, expiresAt: t.expiresAt, lifetimeMs: t.lifetimeMs } } });
+      return t.accessToken;
+    });
   }
 
   /** After a 403 insufficient_scope: sign in again asking for `scope` too (a refresh can't widen scope). */
@@ -150,6 +178,7 @@ export class Authorizer {
         resource: discovered.resource,
         ...((this.#scope ?? discovered.scope) ? { scope: (this.#scope ?? discovered.scope)! } : {}),
       }).toString();
+      for (const extra of this.#options.resources ?? []) if (extra !== discovered.resource) url.searchParams.append('resource', extra);
       this.#options.log(`mcp-front connect: sign in to ${discovered.resource} in your browser: ${url}`);
       this.#options.openBrowser?.(url.toString());
       const answer = await listener.result;

@@ -19,6 +19,8 @@ export interface StoredGrant {
   /** Epoch ms. */
   expiresAt?: number;
   lifetimeMs?: number;
+  /** `connect --all`: tokens for the other routes the same sign-in covers. */
+  perResource?: Record<string, { accessToken: string; expiresAt: number; lifetimeMs: number }>;
 }
 
 export function connectDir(env: NodeJS.ProcessEnv = process.env): string {

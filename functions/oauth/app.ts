@@ -11,7 +11,7 @@ import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
 import { decideConsent, showConsent } from './consent.ts';
 import type { HandlerDeps, OAuthDeps } from './deps.ts';
-import { authorizationServerMetadata, jwks, protectedResourceMetadata } from './metadata.ts';
+import { authorizationServerMetadata, jwks, protectedResourceMetadata, routeList } from './metadata.ts';
 import { register } from './register.ts';
 import { revoke } from './revoke.ts';
 import { showSignIn, submitSignIn } from './signin.ts';
@@ -32,6 +32,7 @@ const ALLOWED: Record<string, string> = {
   '/callback': 'GET',
   '/signin': 'GET, POST',
   '/jwks.json': 'GET',
+  '/routes': 'GET',
 };
 
 function providerFor(deps: OAuthDeps): UpstreamProvider {
@@ -62,6 +63,7 @@ export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamPr
     .get('/.well-known/openid-configuration', () => authorizationServerMetadata(full))
     .get('/.well-known/oauth-protected-resource/*', (req) => protectedResourceMetadata(full, new URL(req.url).pathname))
     .get('/jwks.json', () => jwks(full))
+    .get('/routes', () => routeList(full))
     .post('/register', limited('register', (req) => register(req, full)))
     .get('/authorize', limited('authorize', (req) => authorize(req, full)))
     .get('/signin', (req) => showSignIn(req, full))

@@ -12,7 +12,8 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
   const url = new URL(req.url);
   const q = url.searchParams;
   for (const key of new Set(q.keys())) {
-    if (q.getAll(key).length > 1) return errorPage('Invalid request', `The parameter ${key} appears more than once.`);
+    // `resource` may repeat (RFC 8707 §2): one sign-in and one consent for several routes.
+    if (key !== 'resource' && q.getAll(key).length > 1) return errorPage('Invalid request', `The parameter ${key} appears more than once.`);
   }
   const clientId = q.get('client_id');
   if (!clientId) return errorPage('Invalid request', 'client_id is missing.');
@@ -29,10 +30,12 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
   if (!challenge) return back('invalid_request', 'code_challenge is required (PKCE)');
   if ((q.get('code_challenge_method') ?? 'plain') !== 'S256') return back('invalid_request', 'code_challenge_method must be S256');
   if (!/^[A-Za-z0-9_-]{43}$/.test(challenge)) return back('invalid_request', 'code_challenge is not a base64url SHA-256');
-  const resource = q.get('resource');
+  const resources = [...new Set(q.getAll('resource'))];
+  const resource = resources[0];
   if (!resource) return back('invalid_target', 'resource is required: the URL of the MCP server (RFC 8707)');
-  const route = routeForResource(deps.config, resource);
-  if (!route) return back('invalid_target', `${resource} is not an MCP server of this gateway`);
+  const unknownResource = resources.find((r) => !routeForResource(deps.config, r));
+  if (unknownResource) return back('invalid_target', `${unknownResource} is not an MCP server of this gateway`);
+  if (resources.length > 50) return back('invalid_target', 'too many resources in one request');
   const requested = (q.get('scope') ?? deps.config.oauth.scopes.join(' ')).split(' ').filter(Boolean);
   const unknown = requested.filter((s) => !deps.config.oauth.scopes.includes(s));
   if (unknown.length) return back('invalid_scope', `unknown scope ${unknown.join(' ')}`);
@@ -44,6 +47,7 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
     ...(state !== undefined ? { state } : {}),
     codeChallenge: challenge,
     resource,
+    ...(resources.length > 1 ? { extraResources: resources.slice(1) } : {}),
     scope: (requested.length ? requested : deps.config.oauth.scopes).join(' '),
   });
   const user = await browserSessionUser(deps.store, deps.config, req);

@@ -1,4 +1,4 @@
-import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
+import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
 import { issueCode, type UserIdentity } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
@@ -29,6 +29,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
     redirectUri: request.redirectUri,
     codeChallenge: request.codeChallenge,
     resource: request.resource,
+    ...(request.extraResources ? { extraResources: request.extraResources } : {}),
     scope: request.scope,
     userSub: user.sub,
     email: user.email,
@@ -57,8 +58,8 @@ export async function showConsent(req: Request, deps: OAuthDeps): Promise<Respon
   const { request, user } = found;
   if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId!, request, user);
   if (!request.userSub) await deps.store.put('authRequests', requestId!, { ...request, userSub: user.sub, email: user.email });
-  const route = routeForResource(deps.config, request.resource);
-  return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes: [route?.path ?? request.resource], email: user.email });
+  const routes = resourcesOf(request).map((r) => routeForResource(deps.config, r)?.path ?? r);
+  return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email });
 }
 
 export async function decideConsent(req: Request, deps: OAuthDeps): Promise<Response> {

@@ -56,3 +56,12 @@ export function protectedResourceMetadata({ config }: OAuthDeps, pathname: strin
 export function jwks({ keys }: OAuthDeps): Response {
   return json({ keys: keys.published }, 200, PUBLIC);
 }
+
+/**
+ * GET /routes: the MCP routes of this gateway, for `mcp-front connect --all` (one stdio server,
+ * one sign-in, every route). Nothing secret: each route's metadata is public anyway.
+ */
+export function routeList({ config }: OAuthDeps): Response {
+  const issuer = config.oauth.issuer;
+  return json({ issuer, routes: config.routes.map((r) => ({ path: r.path, name: r.name, url: `${issuer}${r.path}/mcp` })) }, 200, PUBLIC);
+}

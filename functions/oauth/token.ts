@@ -40,7 +40,7 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
   const access = await signAccessToken(deps.keys.current, deps.config.oauth.issuer, deps.config.oauth.tokenTtl, deps.clock, {
     sub: grant.userSub,
     email: grant.email,
-    aud: grant.resource,
+    aud: issued.audience,
     client_id: grant.clientId,
     scope: grant.scope,
   });

@@ -19,7 +19,7 @@ const routePath = z
   .string()
   .regex(/^\/[a-z0-9][a-z0-9-]{0,48}$/, 'must be "/" followed by lowercase letters, digits and dashes (it names a Cloud Run service)')
   .refine((p) => !p.endsWith('-'), 'must not end with a dash')
-  .refine((p) => !['/.well-known', '/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/jwks.json', '/signin', '/health'].includes(p), 'is reserved for the authorization server');
+  .refine((p) => !['/.well-known', '/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/jwks.json', '/signin', '/routes', '/health'].includes(p), 'is reserved for the authorization server');
 
 const environment = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name'), z.string());
 

@@ -7,6 +7,8 @@ export { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontex
 export { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 export { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 export { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+export { Server } from '@modelcontextprotocol/sdk/server/index.js';
+export { ListToolsRequestSchema, CallToolRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 export { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 export { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 export { SUPPORTED_PROTOCOL_VERSIONS, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';

@@ -14,6 +14,8 @@ export interface AuthRequestFields {
   state?: string;
   codeChallenge: string;
   resource: string;
+  /** More routes granted by the same consent (RFC 8707 allows several resources). */
+  extraResources?: string[];
   scope: string;
   /** The form token of the sign-in and consent pages of this request. */
   csrf: string;
@@ -80,17 +82,21 @@ export async function browserSessionUser(store: Store, config: Config, req: Requ
 
 // --- Remembered consent --------------------------------------------------------------------
 
-const consentId = (userSub: string, clientId: string, resource: string, scope: string) => sha256(`${userSub}\n${clientId}\n${resource}\n${scope}`);
+/** Every resource an authorization request (or grant) covers, the primary one first. */
+export const resourcesOf = (r: { resource: string; extraResources?: string[] }): string[] => [r.resource, ...(r.extraResources ?? [])];
+
+const consentId = (userSub: string, clientId: string, resources: string[], scope: string) => sha256(`${userSub}\n${clientId}\n${[...resources].sort().join(' ')}\n${scope}`);
 
 export async function hasConsent(store: Store, userSub: string, request: AuthRequest): Promise<boolean> {
-  return (await store.get('consents', consentId(userSub, request.clientId, request.resource, request.scope))) !== undefined;
+  return (await store.get('consents', consentId(userSub, request.clientId, resourcesOf(request), request.scope))) !== undefined;
 }
 
 export async function rememberConsent(store: Store, clock: Clock, userSub: string, request: AuthRequest): Promise<void> {
-  await store.put('consents', consentId(userSub, request.clientId, request.resource, request.scope), {
+  await store.put('consents', consentId(userSub, request.clientId, resourcesOf(request), request.scope), {
     userSub,
     clientId: request.clientId,
     resource: request.resource,
+    resources: resourcesOf(request),
     scope: request.scope,
     createdAt: clock.now(),
   });

@@ -20,6 +20,7 @@ export interface CodeRecord {
   redirectUri: string;
   codeChallenge: string;
   resource: string;
+  extraResources?: string[];
   scope: string;
   userSub: string;
   email: string;
@@ -43,6 +44,8 @@ export interface GrantRecord {
   email: string;
   clientId: string;
   resource: string;
+  /** More routes the same consent covers: a refresh may ask for a token for any of them. */
+  extraResources?: string[];
   scope: string;
   createdAt: number;
   /** The generation of the one refresh token that may be used now. */
@@ -88,7 +91,11 @@ export interface IssuedGrant {
   readonly grantId: string;
   readonly grant: GrantRecord;
   readonly refreshToken: string;
+  /** The route the access token is for: the one asked for, else the grant's first. */
+  readonly audience: string;
 }
+
+const covered = (g: { resource: string; extraResources?: string[] }) => [g.resource, ...(g.extraResources ?? [])];
 
 function newRefreshToken(tx: Transaction, now: number, refreshTtlMs: number, grantId: string, clientId: string, generation: number): string {
   const token = randomToken(32);
@@ -118,13 +125,13 @@ export async function redeemCode(
     if (code.clientId !== input.clientId) return { kind: 'grant', message: 'the authorization code was issued to another client' };
     if (code.redirectUri !== input.redirectUri) return { kind: 'grant', message: 'redirect_uri does not match the one in the authorization request' };
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
-    if (input.resource !== undefined && input.resource !== code.resource) return { kind: 'target', message: `resource must be ${code.resource}, as in the authorization request` };
+    if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), clientId: code.clientId, resource: code.resource, scope: code.scope, createdAt: now, generation: 1 };
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
     tx.put('grants', grantId, grant);
     const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
-    return { kind: 'issued', issued: { grantId, grant, refreshToken } };
+    return { kind: 'issued', issued: { grantId, grant, refreshToken, audience: input.resource ?? code.resource } };
   });
   return settle(outcome);
 }
@@ -155,7 +162,7 @@ export async function rotateRefreshToken(
       return { kind: 'grant', message: refusal };
     }
     if (token.clientId !== input.clientId) return { kind: 'grant', message: 'the refresh token was issued to another client' };
-    if (input.resource !== undefined && input.resource !== grant.resource) return { kind: 'target', message: `resource must be ${grant.resource}` };
+    if (input.resource !== undefined && !covered(grant).includes(input.resource)) return { kind: 'target', message: `resource must be one of ${covered(grant).join(', ')}` };
     const current = token.generation === grant.generation;
     const retried = token.generation === grant.generation - 1 && token.rotatedAt !== undefined && now - token.rotatedAt <= options.graceMs;
     if (!current && !retried) {
@@ -168,7 +175,7 @@ export async function rotateRefreshToken(
     if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
     tx.put('grants', token.grantId, next);
     const refreshToken = newRefreshToken(tx, now, options.refreshTtlMs, token.grantId, token.clientId, generation);
-    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken } };
+    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken, audience: input.resource ?? grant.resource } };
   });
   return settle(outcome);
 }
