@@ -198,9 +198,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return pending;
   };
 
-  const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
-    const type = req.headers.get('content-type') ?? '';
-    if (!type.toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
+  /** The POSTed JSON-RPC message or batch, or the error answer for a body that isn't one. */
+  const readMessages = async (req: Request, cors: Record<string, string>): Promise<{ messages: JsonRpcMessage[]; batch: boolean } | Response> => {
     const text = await readBodyLimited(req, MAX_BODY_BYTES);
     if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
     let parsed: unknown;
@@ -213,7 +212,15 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     const items = batch ? (parsed as unknown[]) : [parsed];
     const messages = items.map(asMessage);
     if (!items.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
-    const valid = messages as JsonRpcMessage[];
+    return { messages: messages as JsonRpcMessage[], batch };
+  };
+
+  const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
+    const type = req.headers.get('content-type') ?? '';
+    if (!type.toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
+    const body = await readMessages(req, cors);
+    if (body instanceof Response) return body;
+    const { messages: valid, batch } = body;
     const initialize = valid.find((m) => m.method === 'initialize');
     const sessionId = req.headers.get('mcp-session-id');
 
@@ -283,17 +290,9 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     if (req.method !== 'POST') return new Response(null, { status: 405, headers: { ...cors, allow: 'POST' } });
     const session = sessions.get(url.searchParams.get('session') ?? '');
     if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
-    const text = await readBodyLimited(req, MAX_BODY_BYTES);
-    if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      return rpcError(400, ErrorCode.ParseError, 'the body is not JSON', cors);
-    }
-    const messages = (Array.isArray(parsed) ? parsed : [parsed]).map(asMessage);
-    if (!messages.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
-    await session.postLegacy(messages as JsonRpcMessage[]);
+    const body = await readMessages(req, cors);
+    if (body instanceof Response) return body;
+    await session.postLegacy(body.messages);
     return new Response('Accepted', { status: 202, headers: cors });
   };
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, StdioClientTransport } from '../../lib/mcp/sdk.ts';
 import { CLI, startStackProcess, type StackProcess } from '../support/stack-process.ts';
-import { browserSkipReason, launchBrowser } from '../support/browser.ts';
+import { browserSkipReason, devSignInInBrowser } from '../support/browser.ts';
 
 // `mcp-front connect <gateway> --all`: every route as one stdio server after one sign-in and one
 // consent naming all of them; tokens stay audience-bound, one per route.
@@ -45,19 +45,10 @@ describe.skipIf(skip)('connect --all', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(new URL(printed!).searchParams.getAll('resource')).toEqual([`${stack.baseUrl}/alpha/mcp`, `${stack.baseUrl}/beta/mcp`]);
-    const browser = await launchBrowser();
-    try {
-      const page = await (await browser.newContext()).newPage();
-      await page.goto(printed!);
-      await page.fill('input[name="email"]', 'ada@example.com');
-      await Promise.all([page.waitForURL((u) => u.pathname === '/consent'), page.click('button[type="submit"]')]);
-      const consent = await page.content();
+    await devSignInInBrowser(printed!, 'ada@example.com', (consent) => {
       expect(consent).toContain('/alpha');
       expect(consent).toContain('/beta');
-      await Promise.all([page.waitForURL((u) => u.pathname === '/callback'), page.click('button[name="decision"][value="allow"]')]);
-    } finally {
-      await browser.closeAll();
-    }
+    });
     await connecting;
     const names = (await client.listTools()).tools.map((t) => t.name).sort();
     expect(names).toEqual(['alpha__add', 'alpha__big', 'alpha__echo', 'alpha__slow', 'beta__add', 'beta__big', 'beta__echo', 'beta__slow']);

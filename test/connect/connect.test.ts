@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, StdioClientTransport } from '../../lib/mcp/sdk.ts';
 import { CLI, startStackProcess, type StackProcess } from '../support/stack-process.ts';
 import { stillPresent } from '../support/process-table.ts';
-import { browserSkipReason, launchBrowser } from '../support/browser.ts';
+import { browserSkipReason, devSignInInBrowser } from '../support/browser.ts';
 
 // `mcp-front connect` against the local stack: two processes for one route share one sign-in
 // (driven in headless Chromium from the URL `connect` prints), the token file is 0600, and calls
@@ -86,19 +86,7 @@ describe('mcp-front connect', () => {
     }
     expect(printed).toBeDefined();
     if (browserSkipReason()) await completeSignIn(printed!, 'ada@example.com'); // no Chromium here: the same steps by HTTP
-    else {
-      const browser = await launchBrowser();
-      try {
-        const page = await (await browser.newContext()).newPage();
-        await page.goto(printed!);
-        await page.fill('input[name="email"]', 'ada@example.com');
-        await Promise.all([page.waitForURL((u) => u.pathname === '/consent'), page.click('button[type="submit"]')]);
-        await Promise.all([page.waitForURL((u) => u.pathname === '/callback'), page.click('button[name="decision"][value="allow"]')]);
-        expect(await page.content()).toContain('Signed in');
-      } finally {
-        await browser.closeAll();
-      }
-    }
+    else expect(await devSignInInBrowser(printed!, 'ada@example.com')).toContain('Signed in');
     await connecting;
     expect((first.stderr() + second.stderr()).match(/sign in to/g)).toHaveLength(1);
 

@@ -46,3 +46,19 @@ export async function launchBrowser(): Promise<Browser & { closeAll(): Promise<v
     },
   });
 }
+
+/** The dev sign-in and consent in Chromium, from an authorization URL to the client's callback page. */
+export async function devSignInInBrowser(authorizationUrl: string, email: string, onConsentPage: (html: string) => void = () => undefined): Promise<string> {
+  const browser = await launchBrowser();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(authorizationUrl);
+    await page.fill('input[name="email"]', email);
+    await Promise.all([page.waitForURL((u) => u.pathname === '/consent'), page.click('button[type="submit"]')]);
+    onConsentPage(await page.content());
+    await Promise.all([page.waitForURL((u) => u.pathname === '/callback'), page.click('button[name="decision"][value="allow"]')]);
+    return await page.content();
+  } finally {
+    await browser.closeAll();
+  }
+}
