@@ -82,7 +82,9 @@ export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamPr
       const response: Response | undefined = await router.fetch(req as IRequest, ctx);
       if (response) return response;
       const { pathname } = new URL(req.url);
-      const allow = ALLOWED[pathname] ?? (pathname.startsWith('/.well-known/') ? 'GET' : undefined);
+      const wellKnown = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'].includes(pathname) || pathname.startsWith('/.well-known/oauth-protected-resource/');
+      // 405 only for a path that exists under another method; an unknown path is a 404.
+      const allow = ALLOWED[pathname] ?? (wellKnown && req.method !== 'GET' ? 'GET' : undefined);
       if (allow) return json({ error: 'invalid_request', error_description: `${req.method} is not allowed on ${pathname}` }, 405, { allow });
       return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
     } catch (err) {
