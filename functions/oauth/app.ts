@@ -37,8 +37,7 @@ const ALLOWED: Record<string, string> = {
 
 function providerFor(deps: OAuthDeps): UpstreamProvider {
   if (deps.config.oauth.provider === 'dev') return devProvider(deps.config.oauth.issuer);
-  if (deps.config.oauth.provider === 'google' || deps.config.oauth.provider === 'oidc') return upstreamProvider(deps);
-  throw new Error(`provider ${deps.config.oauth.provider} is not available in this build`);
+  return upstreamProvider(deps);
 }
 
 export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamProvider } = {}): Handler {

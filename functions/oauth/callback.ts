@@ -1,7 +1,6 @@
 import { loadAuthRequest, startBrowserSession } from '../../lib/oauth/authorization.ts';
 import { errorPage } from '../../lib/oauth/pages.ts';
-import { admit } from '../../lib/oauth/providers/oidc.ts';
-import { callbackUrl, oidcSignIn, sameBrowser } from '../../lib/oauth/providers/upstream.ts';
+import { admitFor, callbackUrl, sameBrowser, signInFor } from '../../lib/oauth/providers/upstream.ts';
 import { continueAuthorization } from './consent.ts';
 import type { OAuthDeps } from './deps.ts';
 
@@ -22,12 +21,12 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
   if (!code) return errorPage('Sign-in failed', 'The identity provider sent no authorization code.');
   let who;
   try {
-    who = await oidcSignIn(deps.config.oauth).complete(code, request.upstream, callbackUrl(deps.config));
+    who = await signInFor(deps.config.oauth).complete(code, request.upstream, callbackUrl(deps.config));
   } catch (err) {
     deps.log.warn('upstream sign-in failed', { error: (err as Error).message });
     return errorPage('Sign-in failed', `The identity provider's answer could not be verified: ${(err as Error).message}`, 403);
   }
-  const refusal = admit(deps.config.oauth, who);
+  const refusal = admitFor(deps.config.oauth, who);
   if (refusal) {
     deps.log.warn('sign-in refused by policy', { user: who.sub, reason: refusal });
     await deps.store.delete('authRequests', requestId!);

@@ -31,7 +31,8 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
     if (!refreshToken) throw new OAuthError('invalid_request', 400, 'refresh_token is required');
     const oauth = deps.config.oauth;
     // The config may have changed since sign-in (a domain removed, an allow list shortened).
-    const policy = oauth.provider === 'dev' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
+    // (GitHub membership is checked at sign-in only: re-checking needs the user's GitHub token, which is not kept.)
+    const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
     issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy });
   } else {
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');

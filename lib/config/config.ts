@@ -9,6 +9,8 @@ export interface OAuthConfig {
   readonly clientId?: string;
   readonly clientSecret?: string;
   readonly oidcIssuer?: string;
+  readonly githubUrl: string;
+  readonly githubApiUrl: string;
   readonly allowedDomains: readonly string[];
   readonly allowedEmails: readonly string[];
   readonly allowedGroups: readonly string[];

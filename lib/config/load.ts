@@ -116,6 +116,8 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       clientId: o.client_id,
       clientSecret: o.client_secret,
       oidcIssuer: o.oidc_issuer,
+      githubUrl: o.github_url.replace(/\/$/, ''),
+      githubApiUrl: o.github_api_url.replace(/\/$/, ''),
       allowedDomains: o.allowed_domains.map((d) => d.toLowerCase()),
       allowedEmails: o.allowed_emails.map((e) => e.toLowerCase()),
       allowedGroups: o.allowed_groups,

@@ -85,6 +85,9 @@ export const configSchema = z
         client_id: z.string().optional(),
         client_secret: z.string().optional(),
         oidc_issuer: z.url().optional(),
+        /** GitHub Enterprise, or a stand-in in tests: the web and API base URLs. */
+        github_url: z.url({ protocol: /^https?$/ }).default('https://github.com'),
+        github_api_url: z.url({ protocol: /^https?$/ }).default('https://api.github.com'),
         allowed_domains: z.array(z.string().min(1)).default([]),
         allowed_emails: z.array(z.string().min(1)).default([]),
         allowed_groups: z.array(z.string().min(1)).default([]),

@@ -3,7 +3,8 @@ import type { Config } from '../../config/config.ts';
 import { sha256 } from '../../random.ts';
 import type { Store } from '../../store/store.ts';
 import { readCookie, type AuthRequest } from '../authorization.ts';
-import { oidcSignIn } from './oidc.ts';
+import { admit, oidcSignIn, type OidcSignIn, type VerifiedIdentity } from './oidc.ts';
+import { admitGithub, githubSignIn, type GithubIdentity } from './github.ts';
 import type { UpstreamProvider } from './provider.ts';
 
 // The google and oidc providers as the authorization server uses them: the browser goes to the
@@ -17,10 +18,10 @@ export function callbackUrl(config: Config): string {
 }
 
 export function upstreamProvider(deps: { config: Config; store: Store; clock: Clock }): UpstreamProvider {
-  const signIn = oidcSignIn(deps.config.oauth);
+  const signIn = signInFor(deps.config.oauth);
   const secure = new URL(deps.config.oauth.issuer).protocol === 'https:';
   return {
-    name: deps.config.oauth.provider === 'google' ? 'Google' : `OpenID Connect (${deps.config.oauth.oidcIssuer})`,
+    name: { google: 'Google', github: 'GitHub', oidc: `OpenID Connect (${deps.config.oauth.oidcIssuer})`, dev: 'dev' }[deps.config.oauth.provider],
     async begin(requestId: string, request: AuthRequest) {
       const { location, upstream } = await signIn.begin(requestId, request, callbackUrl(deps.config));
       await deps.store.put('authRequests', requestId, { ...request, upstream }, { expiresAt: deps.clock.now() + 10 * 60_000 });
@@ -35,4 +36,12 @@ export function sameBrowser(req: Request, requestId: string): boolean {
   return readCookie(req, LOGIN_COOKIE) === sha256(requestId);
 }
 
-export { oidcSignIn };
+/** The provider's sign-in: GitHub's OAuth app flow, or OpenID Connect (Google or any issuer). */
+export function signInFor(oauth: Config['oauth']): OidcSignIn {
+  return oauth.provider === 'github' ? githubSignIn(oauth) : oidcSignIn(oauth);
+}
+
+/** The policy for the provider in use: undefined admits, a sentence refuses. */
+export function admitFor(oauth: Config['oauth'], who: VerifiedIdentity): string | undefined {
+  return oauth.provider === 'github' ? admitGithub(oauth, who as GithubIdentity) : admit(oauth, who);
+}

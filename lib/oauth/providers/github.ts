@@ -1,0 +1,73 @@
+import { createHash } from 'node:crypto';
+import type { OAuthConfig } from '../../config/config.ts';
+import { randomToken } from '../../random.ts';
+import type { OidcSignIn, VerifiedIdentity } from './oidc.ts';
+
+// Sign-in with GitHub (an OAuth app; GitHub is not OpenID Connect): the code flow with PKCE,
+// then the API for who the user is: their id and login, their primary verified email, and,
+// when the config names organisations, an active membership in one of them.
+
+const TIMEOUT_MS = 10_000;
+
+async function api<T>(url: string, token: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-front' }, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'error' });
+  return { status: res.status, body: (await res.json().catch(() => undefined)) as T };
+}
+
+export interface GithubIdentity extends VerifiedIdentity {
+  readonly login: string;
+  /** The allowed organisations the user is an active member of. */
+  readonly orgs: readonly string[];
+}
+
+export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret' | 'githubUrl' | 'githubApiUrl' | 'allowedOrgs'>): OidcSignIn {
+  return {
+    async begin(requestId, _request, callbackUrl) {
+      const verifier = randomToken(32);
+      const url = new URL(`${oauth.githubUrl}/login/oauth/authorize`);
+      url.search = new URLSearchParams({
+        client_id: oauth.clientId!,
+        redirect_uri: callbackUrl,
+        state: requestId,
+        // read:org only when membership must be checked: ask for no more than is needed.
+        scope: oauth.allowedOrgs.length ? 'read:user user:email read:org' : 'read:user user:email',
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+        code_challenge_method: 'S256',
+        allow_signup: 'false',
+      }).toString();
+      return { location: url.toString(), upstream: { verifier } };
+    },
+
+    async complete(code, upstream, callbackUrl): Promise<GithubIdentity> {
+      const res = await fetch(`${oauth.githubUrl}/login/oauth/access_token`, {
+        method: 'POST',
+        headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ client_id: oauth.clientId!, client_secret: oauth.clientSecret!, code, redirect_uri: callbackUrl, code_verifier: upstream.verifier! }).toString(),
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        redirect: 'error',
+      });
+      const token = ((await res.json().catch(() => ({}))) as { access_token?: string; error_description?: string });
+      if (!token.access_token) throw new Error(`GitHub refused the code: ${token.error_description ?? `HTTP ${res.status}`}`);
+      const user = await api<{ id?: number; login?: string }>(`${oauth.githubApiUrl}/user`, token.access_token);
+      if (user.status !== 200 || !user.body?.id || !user.body.login) throw new Error(`GitHub did not say who the user is (HTTP ${user.status})`);
+      const emails = await api<Array<{ email: string; primary: boolean; verified: boolean }>>(`${oauth.githubApiUrl}/user/emails`, token.access_token);
+      const primary = Array.isArray(emails.body) ? emails.body.find((e) => e.primary) : undefined;
+      const orgs: string[] = [];
+      for (const org of oauth.allowedOrgs) {
+        const membership = await api<{ state?: string }>(`${oauth.githubApiUrl}/user/memberships/orgs/${encodeURIComponent(org)}`, token.access_token);
+        if (membership.status === 200 && membership.body?.state === 'active') orgs.push(org.toLowerCase());
+      }
+      return { sub: `github:${user.body.id}`, email: (primary?.email ?? `${user.body.login}@users.noreply.github.com`).toLowerCase(), emailVerified: primary?.verified === true, login: user.body.login.toLowerCase(), orgs };
+    },
+  };
+}
+
+/** Why a GitHub user is refused (undefined: admitted): an allowed login, or membership of an allowed org. */
+export function admitGithub(oauth: Pick<OAuthConfig, 'allowedOrgs' | 'allowedLogins' | 'allowedEmails'>, who: GithubIdentity): string | undefined {
+  const logins = oauth.allowedLogins.map((l) => l.toLowerCase());
+  if (logins.includes(who.login)) return undefined;
+  if (who.emailVerified && oauth.allowedEmails.includes(who.email)) return undefined;
+  if (oauth.allowedOrgs.length && who.orgs.length) return undefined;
+  if (!oauth.allowedOrgs.length && !logins.length && !oauth.allowedEmails.length) return who.emailVerified ? undefined : `${who.login} has no verified primary email on GitHub.`;
+  return oauth.allowedOrgs.length ? `${who.login} is not a member of ${oauth.allowedOrgs.join(' or ')} on GitHub (or has not granted this app access to it).` : `${who.login} is not on the list of allowed GitHub users.`;
+}

@@ -1,0 +1,116 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cli/dev-backend.ts';
+import { startStack, type RunningStack } from '../../cli/stack.ts';
+import { parseConfig } from '../../lib/config/load.ts';
+import { silentLogger } from '../../lib/log.ts';
+
+// GitHub sign-in against a loopback stand-in for github.com and api.github.com: the OAuth app
+// flow with PKCE, the user and email API, and organisation membership (allowed_orgs).
+
+const USERS: Record<string, { id: number; emails: Array<{ email: string; primary: boolean; verified: boolean }>; orgs: string[] }> = {
+  member: { id: 1, emails: [{ email: 'member@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
+  outsider: { id: 2, emails: [{ email: 'outsider@example.com', primary: true, verified: true }], orgs: ['other'] },
+  pending: { id: 3, emails: [{ email: 'pending@acme.dev', primary: true, verified: true }], orgs: [] },
+};
+const challenges = new Map<string, string>();
+
+let github: Server;
+let stack: RunningStack;
+let base = '';
+
+beforeAll(async () => {
+  github = createServer((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (url.pathname === '/login/oauth/authorize') {
+      // The user is already signed in at "GitHub" and approves: straight back with a code.
+      const login = url.searchParams.get('login_hint') ?? process.env.GITHUB_TEST_LOGIN ?? 'member';
+      challenges.set(login, url.searchParams.get('code_challenge')!);
+      const back = new URL(url.searchParams.get('redirect_uri')!);
+      back.search = new URLSearchParams({ code: login, state: url.searchParams.get('state')! }).toString();
+      return void res.writeHead(302, { location: back.toString() }).end();
+    }
+    if (url.pathname === '/login/oauth/access_token') {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const form = new URLSearchParams(body);
+        const login = form.get('code')!;
+        const verified = createHash('sha256').update(form.get('code_verifier') ?? '').digest('base64url') === challenges.get(login);
+        if (form.get('client_secret') !== 'gh-secret' || !verified) return send(200, { error: 'bad_verification_code', error_description: 'bad code or verifier' });
+        send(200, { access_token: `token-${login}`, token_type: 'bearer' });
+      });
+      return;
+    }
+    const login = (req.headers.authorization ?? '').replace('Bearer token-', '');
+    const user = USERS[login];
+    if (!user) return send(401, { message: 'Bad credentials' });
+    if (url.pathname === '/user') return send(200, { id: user.id, login });
+    if (url.pathname === '/user/emails') return send(200, user.emails);
+    const org = /^\/user\/memberships\/orgs\/([^/]+)$/.exec(url.pathname)?.[1];
+    if (org) return user.orgs.includes(org) ? send(200, { state: 'active', organization: { login: org } }) : send(404, { message: 'Not Found' });
+    send(404, { message: 'Not Found' });
+  });
+  await new Promise<void>((resolve) => github.listen(0, '127.0.0.1', resolve));
+  const gh = `http://127.0.0.1:${(github.address() as { port: number }).port}`;
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const config = parseConfig(
+    `oauth:\n  issuer: ${base}\n  provider: github\n  client_id: gh-client\n  client_secret: gh-secret\n  github_url: ${gh}\n  github_api_url: ${gh}\n  allowed_orgs: [acme]\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-github-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    {},
+  );
+  stack = await startStack(config, { log: silentLogger });
+});
+
+afterAll(async () => {
+  await stack?.close();
+  github?.close();
+});
+
+async function signIn(login: string): Promise<{ status: number; location?: string; body: string }> {
+  process.env.GITHUB_TEST_LOGIN = login;
+  let cookie = '';
+  const go = async (url: string, init: RequestInit = {}) => {
+    const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), cookie, origin: base } });
+    for (const c of res.headers.getSetCookie()) cookie = [cookie, c.split(';')[0]].filter(Boolean).join('; ');
+    return res;
+  };
+  const client = (await (await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:1/cb'] }) })).json()) as { client_id: string };
+  const verifier = randomBytes(32).toString('base64url');
+  let res = await go(`${base}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: 'http://127.0.0.1:1/cb', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 'st', resource: `${base}/demo/mcp` })}`);
+  for (let hop = 0; hop < 8; hop++) {
+    const location = res.headers.get('location');
+    if (location?.startsWith('http://127.0.0.1:1/')) return { status: res.status, location, body: '' };
+    if (location) {
+      res = await go(location);
+      continue;
+    }
+    const html = await res.text();
+    if (!html.includes('name="decision"')) return { status: res.status, body: html };
+    const fields = Object.fromEntries([...html.matchAll(/name="(request|csrf)" value="([^"]+)"/g)].map((m) => [m[1]!, m[2]!]));
+    res = await go(`${base}/consent`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ ...fields, decision: 'allow' }).toString() });
+  }
+  throw new Error('sign-in did not finish');
+}
+
+describe('GitHub sign-in (loopback stand-in)', () => {
+  it('lets in an active member of an allowed organisation', async () => {
+    const result = await signIn('member');
+    expect(new URL(result.location!).searchParams.get('code')).toBeTruthy();
+  });
+
+  it.each([
+    ['a member of another organisation only', 'outsider'],
+    ['a user whose membership is not active', 'pending'],
+  ])('refuses %s with a page that says why, and issues no code', async (_name, login) => {
+    const result = await signIn(login);
+    expect(result.location).toBeUndefined();
+    expect(result.status).toBe(403);
+    expect(result.body).toContain('is not a member of acme');
+  });
+});
