@@ -118,6 +118,17 @@ const server = {
   storeOpsPerToolCall: await countedCallsPerToolCall(),
 };
 
+const READING = [
+  '## Reading this table',
+  '',
+  '- Set-up of the stdio targets is dominated by starting the demo server itself (a Node process, ~250 ms here). mcp-front starts one per session, by design: sessions of different users never share a server. supergateway in SSE mode and mcp-proxy share one child among all their clients, which is why their set-up is ~10 ms; it is not the same isolation.',
+  '- supergateway (SSE) answers each POST with 202 and sends the result on the already-open stream, one HTTP response fewer per call; with one shared child it can edge ahead on p50. Among per-session gateways (mcp-front, supergateway Streamable HTTP) compare like with like.',
+  '- The http route adds a second HTTP hop (gateway → demo server over Streamable HTTP), so it sits above the stdio route by about one loopback round trip.',
+  '- RSS is the gateway process alone (children are separate processes); KiB/session is the RSS growth with 100 open sessions divided by 100.',
+  '- The CPU profile behind the numbers: bench/profile/TOP.md (`npm run bench:profile`). On this 2-core VM figures move ±30% between runs: compare within one run.',
+  '',
+];
+
 const floor = rows[0]!;
 const ratio = (x: number, base: number) => `${round(x)} (${round(x / base)}×)`;
 const lines = [
@@ -144,6 +155,7 @@ const lines = [
   `| /token on the Firestore emulator, 8 in flight | ${server.tokenPerSecondFirestore ?? 'not measured in --quick'} ${server.tokenPerSecondFirestore ? 'req/s' : ''} |`,
   `| store reads / writes per tools/call (hot path) | ${server.storeOpsPerToolCall.reads} / ${server.storeOpsPerToolCall.writes} |`,
   '',
+  ...READING,
 ];
 mkdirSync(join(ROOT, 'bench'), { recursive: true });
 writeFileSync(join(ROOT, 'bench/RESULTS.md'), lines.join('\n'));
