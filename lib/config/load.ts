@@ -56,8 +56,10 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
-    if (err instanceof YAMLParseError) throw new ConfigError(`${source}: not valid YAML: ${err.message}`);
-    throw err;
+    // The yaml library throws YAMLParseError for syntax, but plain errors for some documents
+    // (an unresolved alias is a ReferenceError): every one of them is the user's file.
+    const message = err instanceof YAMLParseError || err instanceof Error ? err.message : String(err);
+    throw new ConfigError(`${source}: not valid YAML: ${message}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: must be a YAML mapping with oauth, routes and server`);
   let interpolated: unknown;

@@ -1,0 +1,143 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { LineFramer } from '../../lib/mcp/jsonrpc.ts';
+import { readEvents } from '../../lib/mcp/sse.ts';
+import { redirectUriProblem } from '../../lib/oauth/clients.ts';
+import { parseConfig } from '../../lib/config/load.ts';
+import { ConfigError } from '../../lib/config/load.ts';
+import { checkSafeUrl } from '../../cli/connect/discovery.ts';
+
+// Property-based tests for the parts that read untrusted input: whatever the input and however
+// it is cut, they either produce exactly the right thing or refuse cleanly, never throw
+// something unexpected.
+
+/** Cuts a buffer at arbitrary points. */
+function chunks(data: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let start = 0;
+  for (const p of points) {
+    out.push(data.subarray(start, p));
+    start = p;
+  }
+  out.push(data.subarray(start));
+  return out;
+}
+
+describe('stdio JSON-RPC framing', () => {
+  it('yields exactly the lines written, however the bytes are chunked (multi-byte UTF-8 split included)', () => {
+    const line = fc.string({ unit: 'grapheme', maxLength: 200 }).map((s) => s.replace(/[\r\n]/g, ' ')).filter((s) => s.length > 0);
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), fc.boolean(), (lines, cuts, crlf) => {
+        const data = Buffer.from(lines.map((l) => `${l}${crlf ? '\r\n' : '\n'}`).join(''));
+        const framer = new LineFramer();
+        const got = chunks(data, cuts).flatMap((c) => framer.push(c));
+        expect(got).toEqual(lines);
+        expect(framer.buffered).toBe(0);
+      }),
+    );
+  });
+
+  it('has no line-length limit: a 10 MB line arrives whole', () => {
+    const big = 'x'.repeat(10 * 1024 * 1024);
+    const framer = new LineFramer();
+    const data = Buffer.from(`${big}\n`);
+    const got = chunks(data, [1, 65536, 5_000_000]).flatMap((c) => framer.push(c));
+    expect(got.map((l) => l.length)).toEqual([big.length]);
+  });
+
+  it('survives invalid UTF-8 without throwing', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 500 }), fc.array(fc.nat(), { maxLength: 10 }), (bytes, cuts) => {
+        const framer = new LineFramer();
+        for (const c of chunks(Buffer.from(bytes), cuts)) framer.push(c);
+      }),
+    );
+  });
+});
+
+describe('SSE parsing', () => {
+  it('yields every event\'s data (multi-line included) however the stream is chunked', async () => {
+    const data = fc.array(fc.string({ maxLength: 40 }).map((s) => s.replace(/[\r\n]/g, '')), { minLength: 1, maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(data, { maxLength: 10 }), fc.array(fc.nat(), { maxLength: 20 }), async (events, cuts) => {
+        const text = events.map((lines) => `: comment\nevent: message\n${lines.map((l) => `data: ${l}`).join('\n')}\n\n`).join('');
+        const parts = chunks(Buffer.from(text), cuts);
+        const stream = new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (const p of parts) controller.enqueue(new Uint8Array(p));
+            controller.close();
+          },
+        });
+        const got: string[] = [];
+        for await (const e of readEvents(stream)) got.push(e.data);
+        expect(got).toEqual(events.map((lines) => lines.join('\n')));
+      }),
+    );
+  });
+});
+
+describe('redirect URI and outbound URL checks', () => {
+  it('never accept a URI with a fragment, credentials, or a dangerous scheme', () => {
+    fc.assert(
+      fc.property(fc.webUrl({ withFragments: true, withQueryParameters: true }), fc.constantFrom('javascript:', 'data:', 'file:', 'vbscript:', 'http://evil.example'), (url, bad) => {
+        if (url.includes('#')) expect(redirectUriProblem(url)).toBeDefined();
+        expect(redirectUriProblem(`${bad}/x`)).toBeDefined();
+      }),
+    );
+  });
+
+  it('accept any https URL without fragment or credentials, and any loopback http URL', () => {
+    fc.assert(
+      fc.property(fc.webUrl({ validSchemes: ['https'], withQueryParameters: true }), fc.integer({ min: 1, max: 65535 }), (url, port) => {
+        const u = new URL(url);
+        if (!u.username && !u.password && !url.includes('#') && url.length <= 2048 && !/[\s<>"{}|\\^`]/.test(url)) expect(redirectUriProblem(url)).toBeUndefined();
+        expect(redirectUriProblem(`http://127.0.0.1:${port}/callback`)).toBeUndefined();
+      }),
+    );
+  });
+
+  it('checkSafeUrl refuses anything that is not https or loopback http, with no exception but ConnectError', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 100 }), (s) => {
+        try {
+          const url = checkSafeUrl(s, 'x');
+          expect(url.protocol === 'https:' || url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]').toBe(true);
+        } catch (err) {
+          expect((err as Error).name).toBe('ConnectError');
+        }
+      }),
+    );
+  });
+});
+
+describe('config loading', () => {
+  it('any YAML either loads or fails with a ConfigError, never anything else', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (text) => {
+        try {
+          parseConfig(text, {}, 'fuzz.yaml');
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('structured garbage in every section fails with a ConfigError naming a path', () => {
+    const value = fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }));
+    fc.assert(
+      fc.property(fc.constantFrom('oauth', 'routes', 'server', 'deploy'), fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }).filter((k) => /^[a-z_]+$/.test(k)), value, { maxKeys: 4 }), (section, junk) => {
+        const text = JSON.stringify({ oauth: { issuer: 'http://127.0.0.1:8080', provider: 'dev' }, [section]: junk });
+        try {
+          parseConfig(text, {}, 'fuzz.yaml');
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          expect((err as Error).message).toContain('fuzz.yaml');
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
