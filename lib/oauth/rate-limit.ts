@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.ts';
+import { randomInt } from 'node:crypto';
 import { sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
 import { OAuthError } from './errors.ts';
@@ -13,11 +14,21 @@ export interface Limit {
   readonly windowMs: number;
 }
 
-/** Counts one request for `key`; throws a 429 OAuthError with Retry-After when over the limit. */
+/** Requests per shard before a bucket is split: one Firestore document takes about one write a second. */
+const PER_SHARD = 50;
+
+/**
+ * Counts one request for `key`; throws a 429 OAuthError with Retry-After when over the limit.
+ * A busy key (ChatGPT's servers share a few IPs) would make its bucket a hot document, so
+ * large limits are split over shards, each enforcing its share: approximate, contention-free.
+ */
 export async function enforceLimit(store: Store, clock: Clock, name: string, key: string, limit: Limit): Promise<void> {
   const now = clock.now();
   const window = Math.floor(now / limit.windowMs);
-  const id = sha256(`${name}\n${key}\n${window}`);
+  const shards = Math.max(1, Math.floor(limit.max / PER_SHARD));
+  const shard = shards === 1 ? 0 : randomInt(shards);
+  limit = { ...limit, max: Math.ceil(limit.max / shards) };
+  const id = sha256(`${name}\n${key}\n${window}\n${shard}`);
   const resetsAt = (window + 1) * limit.windowMs;
   const count = await store.transaction(async (tx) => {
     const bucket = await tx.get<{ count: number }>('rateBuckets', id);
