@@ -10,7 +10,10 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export function browserSkipReason(): string | undefined {
   if (existsSync(CHROMIUM)) return undefined;
-  return `no Chromium at ${CHROMIUM}: browser tests skipped (apt-get install chromium)`;
+  const reason = `no Chromium at ${CHROMIUM}: browser tests skipped (apt-get install chromium)`;
+  // CI installs Chromium (.ci/run): there a missing browser is a failure, not a skip.
+  if (process.env.CI) throw new Error(`${reason} — but CI must run them`);
+  return reason;
 }
 
 async function refusingProxy(): Promise<{ port: number; close(): void }> {
