@@ -2,7 +2,7 @@ import { cpus, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { directStdio, mcpFront, mcpProxy, rssMiB, ROOT, stdioBridges, supergateway, type Target } from './targets.ts';
-import { countedCallsPerToolCall, routeServiceColdStart, tokenThroughput } from './server-metrics.ts';
+import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart, tokenThroughput } from './server-metrics.ts';
 
 // `npm run bench [-- --quick]`: every target and metric in one run on this machine, written to
 // bench/RESULTS.md (a table with ratios to the direct stdio floor) and bench/results.json.
@@ -113,6 +113,7 @@ process.stderr.write('measuring the authorization server and store…\n');
 const server = {
   serveColdStartMs: round(front.coldStartMs),
   routeColdStartMs: round(await routeServiceColdStart()),
+  oauthColdStartMs: round(await oauthFunctionColdStart()),
   tokenPerSecondSqlite: await tokenThroughput('sqlite', N.seconds),
   tokenPerSecondFirestore: quick ? undefined : await tokenThroughput('firestore', N.seconds),
   storeOpsPerToolCall: await countedCallsPerToolCall(),
@@ -151,6 +152,7 @@ const lines = [
   '| --- | --- |',
   `| \`mcp-front serve\` process start to ready (both routes, store, keys) | ${server.serveColdStartMs} ms |`,
   `| route service (services/route/main.ts) start to listening | ${server.routeColdStartMs} ms |`,
+  `| OAuth function (Functions Framework) start to first answered request | ${server.oauthColdStartMs} ms |`,
   `| /token (refresh_token grant) on SQLite, 8 in flight | ${server.tokenPerSecondSqlite} req/s |`,
   `| /token on the Firestore emulator, 8 in flight | ${server.tokenPerSecondFirestore ?? 'not measured in --quick'} ${server.tokenPerSecondFirestore ? 'req/s' : ''} |`,
   `| store reads / writes per tools/call (hot path) | ${server.storeOpsPerToolCall.reads} / ${server.storeOpsPerToolCall.writes} |`,

@@ -89,3 +89,29 @@ export async function tokenThroughput(storage: 'sqlite' | 'firestore', seconds: 
     if (emulator && !('skip' in emulator)) await emulator.stop();
   }
 }
+
+/** Process start to the first answered request for the OAuth Cloud Function under the Functions Framework (the app is built on first request). */
+export async function oauthFunctionColdStart(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-front-fn-'));
+  const port = await freePort();
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `oauth:\n  issuer: http://127.0.0.1:${port}\n  provider: dev\n  data_dir: ${dir}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n`);
+  const started = performance.now();
+  const child = spawn(process.execPath, ['node_modules/@google-cloud/functions-framework/build/src/main.js', '--target=oauth', '--source=functions/index.ts', `--port=${port}`], {
+    cwd: ROOT,
+    env: { ...process.env, MCP_FRONT_CONFIG: config },
+    stdio: 'ignore',
+  });
+  try {
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${port}/.well-known/oauth-authorization-server`).then((r) => r.ok, () => false);
+      if (ok) return performance.now() - started;
+      if (child.exitCode !== null) throw new Error(`the function exited with ${child.exitCode}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
