@@ -54,7 +54,7 @@ function describeIssues(error: z.ZodError): string {
 export function parseConfig(text: string, env: Env = process.env, source = '<inline>'): Config {
   let raw: unknown;
   try {
-    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
   } catch (err) {
     // The yaml library throws YAMLParseError for syntax, but plain errors for some documents
     // (an unresolved alias is a ReferenceError): every one of them is the user's file.
