@@ -9,7 +9,8 @@ import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart,
 // Bounded loops only; nothing here is a test and nothing here asserts a threshold.
 
 const quick = process.argv.includes('--quick');
-const N = quick ? { setup: 10, echo: 200, big: 40, seconds: 1 } : { setup: 30, echo: 1000, big: 200, seconds: 3 };
+// --quick must finish in under two minutes on two cores: smaller samples, 25 open sessions.
+const N = quick ? { setup: 5, echo: 150, big: 30, seconds: 0.5, sessions: 25 } : { setup: 30, echo: 1000, big: 200, seconds: 3, sessions: 100 };
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -86,10 +87,10 @@ async function measure(target: Target): Promise<Row> {
     await new Promise((r) => setTimeout(r, 500));
     row.rssIdle = round(rssMiB(target.pid));
     const open = [];
-    for (let i = 0; i < 100; i++) open.push(await target.connect());
+    for (let i = 0; i < N.sessions; i++) open.push(await target.connect());
     await new Promise((r) => setTimeout(r, 500));
     row.rss100 = round(rssMiB(target.pid));
-    row.perSessionKiB = Math.round(((row.rss100 - row.rssIdle) * 1024) / 100);
+    row.perSessionKiB = Math.round(((row.rss100 - row.rssIdle) * 1024) / N.sessions);
     for (const s of open) await s.close();
   }
   return row;
@@ -125,7 +126,7 @@ const READING = [
   '- Set-up of the stdio targets is dominated by starting the demo server itself (a Node process, ~250 ms here). mcp-front starts one per session, by design: sessions of different users never share a server. supergateway in SSE mode and mcp-proxy share one child among all their clients, which is why their set-up is ~10 ms; it is not the same isolation.',
   '- supergateway (SSE) answers each POST with 202 and sends the result on the already-open stream, one HTTP response fewer per call; with one shared child it can edge ahead on p50. Among per-session gateways (mcp-front, supergateway Streamable HTTP) compare like with like.',
   '- The http route adds a second HTTP hop (gateway → demo server over Streamable HTTP), so it sits above the stdio route by about one loopback round trip.',
-  '- RSS is the gateway process alone (children are separate processes); KiB/session is the RSS growth with 100 open sessions divided by 100.',
+  '- RSS is the gateway process alone (children are separate processes); KiB/session is the RSS growth with the open sessions divided by their number.',
   '- The CPU profile behind the numbers: bench/profile/TOP.md (`npm run bench:profile`). On this 2-core VM figures move ±30% between runs: compare within one run.',
   '',
 ];
@@ -138,7 +139,7 @@ const lines = [
   `Run ${new Date().toISOString()} on ${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, loopback only. ${quick ? '`--quick` run (small samples).' : ''}`,
   'Every target serves the bundled demo server; latencies in ms, client-side, one session, sequential; throughput is calls/s with C calls in flight on one session. Ratios are to the direct stdio floor.',
   '',
-  '| target | version | setup p50 | setup p95 | echo p50 | echo p99 | 100 KB p50 | 100 KB p99 | C=1 | C=8 | C=32 | RSS idle MiB | RSS 100 sessions MiB | KiB/session |',
+  `| target | version | setup p50 | setup p95 | echo p50 | echo p99 | 100 KB p50 | 100 KB p99 | C=1 | C=8 | C=32 | RSS idle MiB | RSS ${N.sessions} sessions MiB | KiB/session |`,
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map((r) =>
     [r.target, r.version, ratio(r.setupP50, floor.setupP50), ratio(r.setupP95, floor.setupP95), ratio(r.echoP50, floor.echoP50), ratio(r.echoP99, floor.echoP99), ratio(r.bigP50, floor.bigP50), ratio(r.bigP99, floor.bigP99), r.throughput[1], r.throughput[8], r.throughput[32], r.rssIdle ?? '–', r.rss100 ?? '–', r.perSessionKiB ?? '–'].join(' | ').replace(/^/, '| ').concat(' |'),
