@@ -5,6 +5,7 @@ import { issueCode, redeemCode, rotateRefreshToken } from '../../lib/oauth/grant
 import { OAuthError } from '../../lib/oauth/errors.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
 import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
+import { StoreUnavailableError } from '../../lib/store/store.ts';
 import type { Store } from '../../lib/store/store.ts';
 import { randomToken, sha256 } from '../../lib/random.ts';
 import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
@@ -48,7 +49,9 @@ describe.each(stores)('races on %s', (_name, open) => {
     const results = await Promise.allSettled(Array.from({ length: 50 }, () => redeemCode(store, clock, HOUR, { code, clientId: 'c1', redirectUri: 'http://127.0.0.1:1/cb', verifier })));
     const won = results.filter((r) => r.status === 'fulfilled');
     expect(won).toHaveLength(1);
-    for (const r of results) if (r.status === 'rejected') expect((r.reason as OAuthError).code).toBe('invalid_grant');
+    // Losers learn the code is spent; under heavy contention (the emulator on a loaded machine)
+    // some instead give up at the store deadline: a 503 for them, never a second token.
+    for (const r of results) if (r.status === 'rejected') expect(['invalid_grant', 'STORE_UNAVAILABLE']).toContain((r.reason as OAuthError | StoreUnavailableError).code);
     await store.close();
   }, 120_000);
 
@@ -60,6 +63,7 @@ describe.each(stores)('races on %s', (_name, open) => {
     const options = { refreshTtlMs: HOUR, graceMs: 60_000 };
     // A client retrying one refresh 20 times at once: all within the grace window.
     const results = await Promise.allSettled(Array.from({ length: 20 }, () => rotateRefreshToken(store, clock, options, { token: first.refreshToken, clientId: 'c1' })));
+    for (const r of results) if (r.status === 'rejected') expect(['invalid_grant', 'STORE_UNAVAILABLE']).toContain((r.reason as OAuthError | StoreUnavailableError).code);
     const issued = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.refreshToken] : []));
     expect(issued.length).toBeGreaterThan(0);
     // Of everything handed out, exactly one refresh token is still good: the newest generation.
