@@ -1,6 +1,6 @@
 import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
-import { issueCode, type UserIdentity } from '../../lib/oauth/grants.ts';
+import { issueCodeForRequest, type UserIdentity } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
 import { safeEqual } from '../../lib/random.ts';
 import { checkSameOrigin, readForm, redirect, type OAuthDeps } from './deps.ts';
@@ -24,7 +24,7 @@ export async function continueAuthorization(deps: OAuthDeps, requestId: string, 
 }
 
 async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: UserIdentity, extraHeaders: Record<string, string> = {}): Promise<Response> {
-  const code = await issueCode(deps.store, deps.clock, deps.config.oauth.codeTtl, {
+  const code = await issueCodeForRequest(deps.store, deps.clock, deps.config.oauth.codeTtl, requestId, {
     clientId: request.clientId,
     redirectUri: request.redirectUri,
     codeChallenge: request.codeChallenge,
@@ -35,7 +35,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
     email: user.email,
     ...(request.hd ? { hd: request.hd } : {}),
   });
-  await deps.store.delete('authRequests', requestId);
+  if (!code) return errorPage('Already answered', 'This authorization request was already answered. Return to your MCP client.');
   deps.log.info('authorization code issued', { client: request.clientId, user: user.sub, resource: request.resource });
   const response = redirectToClient(deps.config.oauth.issuer, request, { code });
   for (const [k, v] of Object.entries(extraHeaders)) response.headers.set(k, v);

@@ -74,6 +74,22 @@ export async function issueCode(store: Store, clock: Clock, ttlMs: number, recor
   return code;
 }
 
+/**
+ * Ends an authorization request with a code, atomically: the request is consumed in the same
+ * transaction, so a double-submitted consent form (or two racing tabs) yields one code, and
+ * undefined for the loser.
+ */
+export async function issueCodeForRequest(store: Store, clock: Clock, ttlMs: number, requestId: string, record: CodeRecord): Promise<string | undefined> {
+  const code = randomToken(32);
+  const issued = await store.transaction(async (tx) => {
+    if (!(await tx.get('authRequests', requestId))) return false;
+    tx.put('codes', sha256(code), record, { expiresAt: clock.now() + ttlMs });
+    tx.delete('authRequests', requestId);
+    return true;
+  });
+  return issued ? code : undefined;
+}
+
 /** RFC 7636 §4.6 with S256 only: BASE64URL(SHA256(verifier)) == challenge. */
 export function pkceMatches(verifier: string, challenge: string): boolean {
   if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier)) return false;
