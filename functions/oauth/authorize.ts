@@ -44,6 +44,7 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
     clientId,
     clientName: client.clientName,
     redirectUri,
+    ...(q.has('redirect_uri') ? {} : { redirectUriImplied: true }),
     ...(state !== undefined ? { state } : {}),
     codeChallenge: challenge,
     resource,

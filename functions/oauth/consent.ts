@@ -27,6 +27,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
   const code = await issueCodeForRequest(deps.store, deps.clock, deps.config.oauth.codeTtl, requestId, {
     clientId: request.clientId,
     redirectUri: request.redirectUri,
+    ...(request.redirectUriImplied ? { redirectUriImplied: true } : {}),
     codeChallenge: request.codeChallenge,
     resource: request.resource,
     ...(request.extraResources ? { extraResources: request.extraResources } : {}),

@@ -18,10 +18,10 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
   if (grantType === 'authorization_code') {
     const code = form.get('code');
     const verifier = form.get('code_verifier');
-    const redirectUri = form.get('redirect_uri');
+    // Required when /authorize carried one (RFC 6749 §4.1.3); checked against the code.
+    const redirectUri = form.get('redirect_uri') ?? undefined;
     if (!code) throw new OAuthError('invalid_request', 400, 'code is required');
     if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
-    if (!redirectUri) throw new OAuthError('invalid_request', 400, 'redirect_uri is required');
     issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource });
     // The client completed a grant: its registration no longer expires.
     const fresh = await findClient(deps.store, client.clientId);

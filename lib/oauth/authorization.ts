@@ -11,6 +11,8 @@ export interface AuthRequestFields {
   clientId: string;
   clientName: string;
   redirectUri: string;
+  /** The client left redirect_uri out (it registered one): then /token need not repeat it (RFC 6749 §4.1.3). */
+  redirectUriImplied?: boolean;
   state?: string;
   codeChallenge: string;
   resource: string;

@@ -18,6 +18,8 @@ export interface CodeRecord {
   [key: string]: unknown;
   clientId: string;
   redirectUri: string;
+  /** /authorize had no redirect_uri: /token may leave it out too, but if given it must match. */
+  redirectUriImplied?: boolean;
   codeChallenge: string;
   resource: string;
   extraResources?: string[];
@@ -125,7 +127,7 @@ export async function redeemCode(
   store: Store,
   clock: Clock,
   refreshTtlMs: number,
-  input: { code: string; clientId: string; redirectUri: string; verifier: string; resource?: string },
+  input: { code: string; clientId: string; redirectUri?: string; verifier: string; resource?: string },
 ): Promise<IssuedGrant> {
   const codeId = sha256(input.code);
   const outcome = await store.transaction(async (tx): Promise<Outcome> => {
@@ -139,7 +141,8 @@ export async function redeemCode(
       return { kind: 'grant', message: 'the authorization code was already used; the grant it produced is revoked' };
     }
     if (code.clientId !== input.clientId) return { kind: 'grant', message: 'the authorization code was issued to another client' };
-    if (code.redirectUri !== input.redirectUri) return { kind: 'grant', message: 'redirect_uri does not match the one in the authorization request' };
+    const redirectOk = input.redirectUri === undefined ? code.redirectUriImplied === true : input.redirectUri === code.redirectUri;
+    if (!redirectOk) return { kind: 'grant', message: input.redirectUri === undefined ? 'redirect_uri is required: the authorization request named one' : 'redirect_uri does not match the one in the authorization request' };
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
     const grantId = randomToken(16);

@@ -92,7 +92,7 @@ const cases = (): Case[] => [
   // The one designed change: a replayed code revokes the grant it produced (DESIGN.md, token model).
   ['token: replayed code', req('/token', () => form(`grant_type=authorization_code&code=${tokens.code}&redirect_uri=${encodeURIComponent(tokens.redirectUri)}&code_verifier=${tokens.verifier}&client_id=CLIENT_ID`)), 400, 'invalid_grant', 'grant revoked'],
   ['token: code without verifier', req('/token', form(`grant_type=authorization_code&code=x&redirect_uri=http://127.0.0.1:1/callback&client_id=CLIENT_ID`)), 400, 'invalid_request'],
-  ['token: code without redirect_uri', req('/token', form(`grant_type=authorization_code&code=x&code_verifier=${'a'.repeat(43)}&client_id=CLIENT_ID`)), 400, 'invalid_request'],
+  ['token: unknown code without redirect_uri', req('/token', form(`grant_type=authorization_code&code=x&code_verifier=${'a'.repeat(43)}&client_id=CLIENT_ID`)), 400, 'invalid_grant'],
   ['token: unknown refresh token', req('/token', form(`grant_type=refresh_token&refresh_token=nope&client_id=CLIENT_ID`)), 400, 'invalid_grant'],
   ['token: refresh without token', req('/token', form(`grant_type=refresh_token&client_id=CLIENT_ID`)), 400, 'invalid_request'],
   ['token: oversized body', req('/token', form(`grant_type=refresh_token&x=${'a'.repeat(40_000)}`)), 413, 'invalid_request'],

@@ -173,7 +173,16 @@ describe('redeeming a code', () => {
     expect(await errorOf(refresh)).toBe('invalid_grant');
   });
 
-  it.each<[string, string, Record<string, string>]>([
+  it('needs no redirect_uri at /token when /authorize had none (RFC 6749 §4.1.3), but checks one if given', async () => {
+    const as = await authorizationServer();
+    const implied = await obtainCode(as, { email: 'ada@example.com', resource: DEMO, omitRedirectUri: true });
+    expect(await errorOf(await redeemCode(as, implied, { redirect_uri: 'http://127.0.0.1:1/elsewhere' }))).toBe('invalid_grant');
+    const again = await obtainCode(as, { email: 'ada@example.com', resource: DEMO, omitRedirectUri: true });
+    expect((await redeemCode(as, again, { redirect_uri: null })).status).toBe(200);
+  });
+
+  it.each<[string, string, Record<string, string | null>]>([
+    ['no redirect_uri when /authorize named one', 'invalid_grant', { redirect_uri: null }],
     ['a wrong PKCE verifier', 'invalid_grant', { code_verifier: pkcePair().verifier }],
     ['a verifier shorter than 43 characters', 'invalid_grant', { code_verifier: 'a'.repeat(42) }],
     ['another redirect_uri', 'invalid_grant', { redirect_uri: 'http://127.0.0.1:1/callback/other' }],

@@ -15,6 +15,8 @@ export interface DevLoginOptions {
   readonly moreResources?: readonly string[];
   readonly clientId?: string;
   readonly redirectUri?: string;
+  /** Leave redirect_uri out of /authorize (allowed when the client registered exactly one). */
+  readonly omitRedirectUri?: boolean;
   readonly scope?: string;
   /** Carries the AS browser session between calls (one sign-in, many routes). */
   readonly cookie?: { value?: string };
@@ -94,6 +96,7 @@ export async function obtainCode(target: OAuthTarget, options: DevLoginOptions):
     return res;
   };
   const query = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', state: 'test-state' });
+  if (options.omitRedirectUri) query.delete('redirect_uri');
   for (const resource of [options.resource, ...(options.moreResources ?? [])]) query.append('resource', resource);
   if (options.scope) query.set('scope', options.scope);
   let res = await go(`/authorize?${query}`);
@@ -121,8 +124,10 @@ export async function obtainCode(target: OAuthTarget, options: DevLoginOptions):
   throw new Error('too many steps in the authorization flow');
 }
 
-export function redeemCode(target: OAuthTarget, code: CodeResult, extra: Record<string, string> = {}): Promise<Response> {
-  return send(target, '/token', formPost({ grant_type: 'authorization_code', code: code.code, redirect_uri: code.redirectUri, client_id: code.clientId, code_verifier: code.verifier, ...extra }));
+/** `extra` adds or overrides parameters; a null value leaves that parameter out. */
+export function redeemCode(target: OAuthTarget, code: CodeResult, extra: Record<string, string | null> = {}): Promise<Response> {
+  const params = { grant_type: 'authorization_code', code: code.code, redirect_uri: code.redirectUri, client_id: code.clientId, code_verifier: code.verifier, ...extra };
+  return send(target, '/token', formPost(Object.fromEntries(Object.entries(params).filter((e): e is [string, string] => e[1] !== null))));
 }
 
 /** The whole flow: a code from obtainCode, redeemed with PKCE for tokens bound to `resource`. */
