@@ -1,5 +1,7 @@
 import { loadAuthRequest, startBrowserSession } from '../../lib/oauth/authorization.ts';
+import type { SignedInUser } from '../../lib/oauth/grants.ts';
 import { errorPage } from '../../lib/oauth/pages.ts';
+import { sealer } from '../../lib/oauth/sealed.ts';
 import { admitFor, callbackUrl, sameBrowser, signInFor } from '../../lib/oauth/providers/upstream.ts';
 import { continueAuthorization } from './consent.ts';
 import type { OAuthDeps } from './deps.ts';
@@ -32,8 +34,9 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
     await deps.store.delete('authRequests', requestId!);
     return errorPage('Access denied', `${refusal} Ask your administrator if you should have access.`, 403);
   }
-  const user = { sub: who.sub, email: who.email };
-  const signedIn = { ...request, userSub: user.sub, email: user.email, ...(who.hd ? { hd: who.hd } : {}) };
+  const sealed = who.upstreamToken && deps.config.oauth.clientSecret ? sealer(deps.config.oauth.clientSecret).seal(who.upstreamToken) : undefined;
+  const user: SignedInUser = { sub: who.sub, email: who.email, ...(who.hd ? { hd: who.hd } : {}), ...(sealed ? { upstream: sealed } : {}) };
+  const signedIn = { ...request, userSub: user.sub, email: user.email };
   await deps.store.put('authRequests', requestId!, signedIn);
   const cookie = await startBrowserSession(deps.store, deps.clock, deps.config, user);
   deps.log.info('signed in', { user: user.sub, provider: deps.config.oauth.provider });

@@ -1,6 +1,6 @@
 import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
-import { issueCodeForRequest, type UserIdentity } from '../../lib/oauth/grants.ts';
+import { issueCodeForRequest, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
 import { safeEqual } from '../../lib/random.ts';
 import { checkSameOrigin, readForm, redirect, type OAuthDeps } from './deps.ts';
@@ -18,12 +18,12 @@ export function redirectToClient(issuer: string, request: Pick<AuthRequest, 'red
 }
 
 /** After sign-in: a code at once when consent is remembered, else the consent page. */
-export async function continueAuthorization(deps: OAuthDeps, requestId: string, request: AuthRequest, user: UserIdentity, extraHeaders: Record<string, string> = {}): Promise<Response> {
+export async function continueAuthorization(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
   if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId, request, user, extraHeaders);
   return redirect(`${deps.config.oauth.issuer}/consent?request=${encodeURIComponent(requestId)}`, extraHeaders);
 }
 
-async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: UserIdentity, extraHeaders: Record<string, string> = {}): Promise<Response> {
+async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const code = await issueCodeForRequest(deps.store, deps.clock, deps.config.oauth.codeTtl, requestId, {
     clientId: request.clientId,
     redirectUri: request.redirectUri,
@@ -34,7 +34,8 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
     scope: request.scope,
     userSub: user.sub,
     email: user.email,
-    ...(request.hd ? { hd: request.hd } : {}),
+    ...(user.hd ? { hd: user.hd } : {}),
+    ...(user.upstream ? { upstream: user.upstream } : {}),
   });
   if (!code) return errorPage('Already answered', 'This authorization request was already answered. Return to your MCP client.');
   deps.log.info('authorization code issued', { client: request.clientId, user: user.sub, resource: request.resource });
@@ -43,7 +44,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
   return response;
 }
 
-async function requestForUser(deps: OAuthDeps, req: Request, requestId: string | null): Promise<{ error: Response } | { request: AuthRequest; user: UserIdentity }> {
+async function requestForUser(deps: OAuthDeps, req: Request, requestId: string | null): Promise<{ error: Response } | { request: AuthRequest; user: SignedInUser }> {
   const request = await loadAuthRequest(deps.store, requestId);
   if (!request) return { error: errorPage('Sign-in expired', 'This authorization request is unknown or has expired. Start again from your MCP client.') };
   const user = await browserSessionUser(deps.store, deps.config, req);

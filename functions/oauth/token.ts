@@ -1,7 +1,8 @@
 import { json } from '../../lib/http/types.ts';
 import { authenticateClient, findClient, markClientUsed } from '../../lib/oauth/clients.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
-import { redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { peekGrant, redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { askUpstream } from '../../lib/oauth/recheck.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { readForm, type OAuthDeps } from './deps.ts';
@@ -30,10 +31,13 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
     const refreshToken = form.get('refresh_token');
     if (!refreshToken) throw new OAuthError('invalid_request', 400, 'refresh_token is required');
     const oauth = deps.config.oauth;
-    // The config may have changed since sign-in (a domain removed, an allow list shortened).
-    // (GitHub membership is checked at sign-in only: re-checking needs the user's GitHub token, which is not kept.)
+    // Ask the identity provider about the user again (outside the transaction: it is a network call).
+    const peeked = await peekGrant(deps.store, refreshToken, client.clientId);
+    const upstream = peeked ? await askUpstream(deps, peeked) : undefined;
+    // Between re-checks, the config may still have changed since sign-in (a domain removed, an
+    // allow list shortened): checked against what the provider last said.
     const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
-    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy });
+    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy, upstream });
   } else {
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
   }

@@ -20,6 +20,8 @@ export interface OAuthConfig {
   readonly tokenTtl: number;
   readonly refreshTtl: number;
   readonly refreshGrace: number;
+  /** ms; see upstream_recheck in the schema. */
+  readonly upstreamRecheck: number;
   readonly codeTtl: number;
   readonly sessionTtl: number;
   readonly storage: 'sqlite' | 'firestore';

@@ -130,6 +130,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       refreshGrace: o.refresh_grace,
       codeTtl: o.code_ttl,
       sessionTtl: o.session_ttl,
+      upstreamRecheck: o.upstream_recheck,
       storage: o.storage,
       dataDir: o.data_dir,
       firestoreDatabase: o.firestore_database,

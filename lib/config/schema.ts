@@ -98,6 +98,8 @@ export const configSchema = z
         refresh_grace: duration.prefault('60s'),
         code_ttl: duration.prefault('60s'),
         session_ttl: duration.prefault('12h'),
+        /** A refresh asks the upstream provider about the user again once this long has passed since it last did. */
+        upstream_recheck: duration.prefault('5m'),
         storage: z.enum(['sqlite', 'firestore']).default('sqlite'),
         data_dir: z.string().default('.data'),
         firestore_database: z.string().default('(default)'),

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../config/config.ts';
 import { randomToken, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
-import type { UserIdentity } from './grants.ts';
+import type { SignedInUser } from './grants.ts';
 
 // The state of an authorization in progress (sign-in → consent → code), the AS browser
 // session that makes one upstream sign-in serve every route, and remembered consent.
@@ -24,8 +24,6 @@ export interface AuthRequestFields {
   /** Bound at the first page that knows the user; the rest of the flow must be that user. */
   userSub?: string;
   email?: string;
-  /** The Workspace domain the upstream sign-in proved (Google's hd). */
-  hd?: string;
   /** Upstream providers' own state and PKCE verifier for this request. */
   upstream?: Record<string, string>;
 }
@@ -66,20 +64,23 @@ export function readCookie(req: Request, name: string): string | undefined {
   return undefined;
 }
 
-export async function startBrowserSession(store: Store, clock: Clock, config: Config, user: UserIdentity): Promise<string> {
+export async function startBrowserSession(store: Store, clock: Clock, config: Config, user: SignedInUser): Promise<string> {
   const value = randomToken(32);
   const ttl = config.oauth.sessionTtl;
-  await store.put('browserSessions', sha256(value), { userSub: user.sub, email: user.email, createdAt: clock.now() }, { expiresAt: clock.now() + ttl });
+  // hd and the sealed upstream credential ride along: a second route's grant, authorized without
+  // a new upstream sign-in, must be re-checkable like the first.
+  const session = { userSub: user.sub, email: user.email, ...(user.hd ? { hd: user.hd } : {}), ...(user.upstream ? { upstream: user.upstream } : {}), createdAt: clock.now() };
+  await store.put('browserSessions', sha256(value), session, { expiresAt: clock.now() + ttl });
   const issuer = new URL(config.oauth.issuer);
   const secure = issuer.protocol === 'https:' || !isLoopbackHost(issuer.hostname);
   return `${sessionCookieName(config.oauth.issuer)}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(ttl / 1000)}${secure ? '; Secure' : ''}`;
 }
 
-export async function browserSessionUser(store: Store, config: Config, req: Request): Promise<UserIdentity | undefined> {
+export async function browserSessionUser(store: Store, config: Config, req: Request): Promise<SignedInUser | undefined> {
   const value = readCookie(req, sessionCookieName(config.oauth.issuer));
   if (!value || !/^[A-Za-z0-9_-]{20,100}$/.test(value)) return undefined;
-  const session = await store.get<{ userSub: string; email: string }>('browserSessions', sha256(value));
-  return session ? { sub: session.userSub, email: session.email } : undefined;
+  const session = await store.get<{ userSub: string; email: string; hd?: string; upstream?: string }>('browserSessions', sha256(value));
+  return session ? { sub: session.userSub, email: session.email, ...(session.hd ? { hd: session.hd } : {}), ...(session.upstream ? { upstream: session.upstream } : {}) } : undefined;
 }
 
 // --- Remembered consent --------------------------------------------------------------------

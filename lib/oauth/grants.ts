@@ -14,6 +14,14 @@ export interface UserIdentity {
   readonly email: string;
 }
 
+/** A user as the upstream sign-in proved them: what a grant needs to re-check them later. */
+export interface SignedInUser extends UserIdentity {
+  /** The Workspace domain (Google's hd). */
+  readonly hd?: string;
+  /** The provider's credential for asking again, sealed (see sealed.ts). */
+  readonly upstream?: string;
+}
+
 export interface CodeRecord {
   [key: string]: unknown;
   clientId: string;
@@ -27,6 +35,7 @@ export interface CodeRecord {
   userSub: string;
   email: string;
   hd?: string;
+  upstream?: string;
   /** Set when redeemed; the document stays for a while so a replay can be recognised. */
   grantId?: string;
 }
@@ -54,6 +63,10 @@ export interface GrantRecord {
   generation: number;
   /** The Workspace domain proven at sign-in (Google's hd), re-checked at each refresh. */
   hd?: string;
+  /** The upstream provider's credential for this user, sealed; asked again at refreshes. */
+  upstream?: string;
+  /** When the provider last vouched for the user (sign-in, or a re-check at a refresh). */
+  upstreamCheckedAt?: number;
   revokedAt?: number;
   revokedReason?: string;
 }
@@ -65,6 +78,26 @@ interface RefreshRecord {
   generation: number;
   rotatedAt?: number;
   expiresAt: number;
+}
+
+/** What the upstream provider said about a grant's user, asked just before a refresh. */
+export interface UpstreamVerdict {
+  /** The sealed credential that was asked with. */
+  readonly asked: string;
+  /** Why the user is refused now; undefined: still allowed. */
+  readonly refusal?: string;
+  readonly checkedAt: number;
+  /** A rotated credential to keep, sealed. */
+  readonly upstream?: string;
+  readonly hd?: string;
+}
+
+/** The grant behind a refresh token, read outside any transaction (to decide whether to ask the provider). */
+export async function peekGrant(store: Store, token: string, clientId: string): Promise<GrantRecord | undefined> {
+  const record = await store.get<RefreshRecord>('refreshTokens', sha256(token));
+  if (!record || record.clientId !== clientId) return undefined;
+  const grant = await store.get<GrantRecord>('grants', record.grantId);
+  return grant && !grant.revokedAt ? grant : undefined;
 }
 
 /** How long a used code is remembered, to turn a replay into a revocation. */
@@ -146,7 +179,7 @@ export async function redeemCode(
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
     tx.put('grants', grantId, grant);
     const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
@@ -164,7 +197,7 @@ export async function rotateRefreshToken(
   store: Store,
   clock: Clock,
   options: { refreshTtlMs: number; graceMs: number },
-  input: { token: string; clientId: string; resource?: string; policy?: (grant: GrantRecord) => string | undefined },
+  input: { token: string; clientId: string; resource?: string; policy?: (grant: GrantRecord) => string | undefined; upstream?: UpstreamVerdict },
 ): Promise<IssuedGrant> {
   const tokenId = sha256(input.token);
   const now = clock.now();
@@ -175,7 +208,10 @@ export async function rotateRefreshToken(
     if (!grant || grant.revokedAt) return { kind: 'grant', message: 'the grant was revoked; sign in again' };
     // Every refresh re-checks the user: offboarded (`mcp-front revoke --user`) or no longer allowed by the config.
     const user = await tx.get<UserRecord>('users', userKey(grant.email));
-    const refusal = user?.revokedAt && user.revokedAt >= grant.createdAt ? 'access for this user was revoked; sign in again' : input.policy?.(grant);
+    // The provider's answer counts only if it was about the credential the grant still holds
+    // (a concurrent refresh may have re-checked, and rotated it, meanwhile).
+    const verdict = input.upstream && input.upstream.asked === grant.upstream ? input.upstream : undefined;
+    const refusal = user?.revokedAt && user.revokedAt >= grant.createdAt ? 'access for this user was revoked; sign in again' : (verdict?.refusal ?? input.policy?.(grant));
     if (refusal) {
       tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: refusal });
       return { kind: 'grant', message: refusal };
@@ -189,7 +225,7 @@ export async function rotateRefreshToken(
       return { kind: 'grant', message: 'the refresh token was already used; the grant is revoked, sign in again' };
     }
     const generation = grant.generation + 1;
-    const next: GrantRecord = { ...grant, generation };
+    const next: GrantRecord = { ...grant, generation, ...(verdict ? { upstreamCheckedAt: verdict.checkedAt, ...(verdict.upstream ? { upstream: verdict.upstream } : {}), ...(verdict.hd ? { hd: verdict.hd } : {}) } : {}) };
     // A rotated token is kept until it would have expired, so a late reuse is recognised as one.
     if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
     tx.put('grants', token.grantId, next);

@@ -8,12 +8,16 @@ import { freePort } from '../../cli/dev-backend.ts';
 import { startStack, type RunningStack } from '../../cli/stack.ts';
 import { parseConfig } from '../../lib/config/load.ts';
 import { silentLogger } from '../../lib/log.ts';
+import { redeemForRefreshToken, refreshOutcome } from '../support/oauth-client.ts';
 
 // GitHub sign-in against a loopback stand-in for github.com and api.github.com: the OAuth app
 // flow with PKCE, the user and email API, and organisation membership (allowed_orgs).
 
 const USERS: Record<string, { id: number; emails: Array<{ email: string; primary: boolean; verified: boolean }>; orgs: string[] }> = {
   member: { id: 1, emails: [{ email: 'member@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
+  // Changed by the re-check tests: leaves the org; deletes the account.
+  leaver: { id: 4, emails: [{ email: 'leaver@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
+  gone: { id: 5, emails: [{ email: 'gone@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
   outsider: { id: 2, emails: [{ email: 'outsider@example.com', primary: true, verified: true }], orgs: ['other'] },
   pending: { id: 3, emails: [{ email: 'pending@acme.dev', primary: true, verified: true }], orgs: [] },
 };
@@ -61,7 +65,7 @@ beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const config = parseConfig(
-    `oauth:\n  issuer: ${base}\n  provider: github\n  client_id: gh-client\n  client_secret: gh-secret\n  github_url: ${gh}\n  github_api_url: ${gh}\n  allowed_orgs: [acme]\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-github-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    `oauth:\n  issuer: ${base}\n  provider: github\n  client_id: gh-client\n  client_secret: gh-secret\n  github_url: ${gh}\n  github_api_url: ${gh}\n  allowed_orgs: [acme]\n  upstream_recheck: 0s\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-github-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
     {},
   );
   stack = await startStack(config, { log: silentLogger });
@@ -72,7 +76,7 @@ afterAll(async () => {
   github?.close();
 });
 
-async function signIn(login: string): Promise<{ status: number; location?: string; body: string }> {
+async function signIn(login: string): Promise<{ status: number; location?: string; body: string; clientId?: string; verifier?: string }> {
   process.env.GITHUB_TEST_LOGIN = login;
   let cookie = '';
   const go = async (url: string, init: RequestInit = {}) => {
@@ -85,7 +89,7 @@ async function signIn(login: string): Promise<{ status: number; location?: strin
   let res = await go(`${base}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: 'http://127.0.0.1:1/cb', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 'st', resource: `${base}/demo/mcp` })}`);
   for (let hop = 0; hop < 8; hop++) {
     const location = res.headers.get('location');
-    if (location?.startsWith('http://127.0.0.1:1/')) return { status: res.status, location, body: '' };
+    if (location?.startsWith('http://127.0.0.1:1/')) return { status: res.status, location, body: '', clientId: client.client_id, verifier };
     if (location) {
       res = await go(location);
       continue;
@@ -112,5 +116,33 @@ describe('GitHub sign-in (loopback stand-in)', () => {
     expect(result.location).toBeUndefined();
     expect(result.status).toBe(403);
     expect(result.body).toContain('is not a member of acme');
+  });
+});
+
+describe('each refresh asks GitHub again (upstream_recheck: 0s)', () => {
+  async function tokensFor(login: string) {
+    const result = await signIn(login);
+    return redeemForRefreshToken(base, { code: new URL(result.location!).searchParams.get('code')!, verifier: result.verifier!, clientId: result.clientId!, redirectUri: 'http://127.0.0.1:1/cb' });
+  }
+
+  it('refreshes an active member, and refuses one who left the organisation', async () => {
+    const member = await tokensFor('member');
+    expect((await refreshOutcome(base, member.clientId, member.refreshToken)).status).toBe(200);
+    const leaver = await tokensFor('leaver');
+    USERS.leaver!.orgs = [];
+    const refused = await refreshOutcome(base, leaver.clientId, leaver.refreshToken);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toBe('invalid_grant');
+    expect(refused.body.error_description).toContain('is not a member of acme');
+  });
+
+  it('refuses a user whose GitHub token no longer works (account removed, app access withdrawn)', async () => {
+    const gone = await tokensFor('gone');
+    delete USERS.gone;
+    const refused = await refreshOutcome(base, gone.clientId, gone.refreshToken);
+    expect(refused.body.error).toBe('invalid_grant');
+    expect(refused.body.error_description).toContain('GitHub no longer accepts');
+    const [grant] = await stack.store.find<{ revokedAt?: number }>('grants', 'clientId', gone.clientId);
+    expect(grant?.doc.revokedAt).toBeDefined();
   });
 });

@@ -125,7 +125,7 @@ export async function obtainCode(target: OAuthTarget, options: DevLoginOptions):
 }
 
 /** `extra` adds or overrides parameters; a null value leaves that parameter out. */
-export function redeemCode(target: OAuthTarget, code: CodeResult, extra: Record<string, string | null> = {}): Promise<Response> {
+export function redeemCode(target: OAuthTarget, code: Omit<CodeResult, 'location'>, extra: Record<string, string | null> = {}): Promise<Response> {
   const params = { grant_type: 'authorization_code', code: code.code, redirect_uri: code.redirectUri, client_id: code.clientId, code_verifier: code.verifier, ...extra };
   return send(target, '/token', formPost(Object.fromEntries(Object.entries(params).filter((e): e is [string, string] => e[1] !== null))));
 }
@@ -142,4 +142,17 @@ export async function authorizeWithDevLogin(target: OAuthTarget, options: DevLog
 /** A refresh_token grant; returns the raw response so tests can check refusals too. */
 export async function refreshGrant(target: OAuthTarget, clientId: string, refreshToken: string, extra: Record<string, string> = {}): Promise<Response> {
   return send(target, '/token', formPost({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId, ...extra }));
+}
+
+/** Redeems a code that must succeed; the refresh token and the client it belongs to. */
+export async function redeemForRefreshToken(target: OAuthTarget, code: Omit<CodeResult, 'location'>): Promise<{ clientId: string; refreshToken: string }> {
+  const res = await redeemCode(target, code);
+  if (res.status !== 200) throw new Error(`token: HTTP ${res.status} ${await res.text()}`);
+  return { clientId: code.clientId, refreshToken: ((await res.json()) as { refresh_token: string }).refresh_token };
+}
+
+/** A refresh, read out: status, Retry-After and the JSON body (tokens or an RFC 6749 error). */
+export async function refreshOutcome(target: OAuthTarget, clientId: string, refreshToken: string) {
+  const res = await refreshGrant(target, clientId, refreshToken);
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as { refresh_token?: string; error?: string; error_description?: string } };
 }

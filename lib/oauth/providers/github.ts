@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { OAuthConfig } from '../../config/config.ts';
 import { randomToken } from '../../random.ts';
-import type { OidcSignIn, VerifiedIdentity } from './oidc.ts';
+import type { OidcSignIn, Recheck, VerifiedIdentity } from './oidc.ts';
 
 // Sign-in with GitHub (an OAuth app; GitHub is not OpenID Connect): the code flow with PKCE,
 // then the API for who the user is: their id and login, their primary verified email, and,
@@ -21,6 +21,21 @@ export interface GithubIdentity extends VerifiedIdentity {
 }
 
 export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret' | 'githubUrl' | 'githubApiUrl' | 'allowedOrgs'>): OidcSignIn {
+  /** Who the token's user is: id, login, primary email, allowed orgs; undefined when GitHub refuses the token. */
+  async function identify(token: string): Promise<GithubIdentity | undefined> {
+    const user = await api<{ id?: number; login?: string }>(`${oauth.githubApiUrl}/user`, token);
+    if (user.status === 401) return undefined;
+    if (user.status !== 200 || !user.body?.id || !user.body.login) throw new Error(`GitHub did not say who the user is (HTTP ${user.status})`);
+    const emails = await api<Array<{ email: string; primary: boolean; verified: boolean }>>(`${oauth.githubApiUrl}/user/emails`, token);
+    const primary = Array.isArray(emails.body) ? emails.body.find((e) => e.primary) : undefined;
+    const orgs: string[] = [];
+    for (const org of oauth.allowedOrgs) {
+      const membership = await api<{ state?: string }>(`${oauth.githubApiUrl}/user/memberships/orgs/${encodeURIComponent(org)}`, token);
+      if (membership.status === 200 && membership.body?.state === 'active') orgs.push(org.toLowerCase());
+    }
+    return { sub: `github:${user.body.id}`, email: (primary?.email ?? `${user.body.login}@users.noreply.github.com`).toLowerCase(), emailVerified: primary?.verified === true, login: user.body.login.toLowerCase(), orgs };
+  }
+
   return {
     async begin(requestId, _request, callbackUrl) {
       const verifier = randomToken(32);
@@ -38,7 +53,7 @@ export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret
       return { location: url.toString(), upstream: { verifier } };
     },
 
-    async complete(code, upstream, callbackUrl): Promise<GithubIdentity> {
+    async complete(code, upstream, callbackUrl): Promise<GithubIdentity & { upstreamToken: string }> {
       const res = await fetch(`${oauth.githubUrl}/login/oauth/access_token`, {
         method: 'POST',
         headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
@@ -48,16 +63,15 @@ export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret
       });
       const token = ((await res.json().catch(() => ({}))) as { access_token?: string; error_description?: string });
       if (!token.access_token) throw new Error(`GitHub refused the code: ${token.error_description ?? `HTTP ${res.status}`}`);
-      const user = await api<{ id?: number; login?: string }>(`${oauth.githubApiUrl}/user`, token.access_token);
-      if (user.status !== 200 || !user.body?.id || !user.body.login) throw new Error(`GitHub did not say who the user is (HTTP ${user.status})`);
-      const emails = await api<Array<{ email: string; primary: boolean; verified: boolean }>>(`${oauth.githubApiUrl}/user/emails`, token.access_token);
-      const primary = Array.isArray(emails.body) ? emails.body.find((e) => e.primary) : undefined;
-      const orgs: string[] = [];
-      for (const org of oauth.allowedOrgs) {
-        const membership = await api<{ state?: string }>(`${oauth.githubApiUrl}/user/memberships/orgs/${encodeURIComponent(org)}`, token.access_token);
-        if (membership.status === 200 && membership.body?.state === 'active') orgs.push(org.toLowerCase());
-      }
-      return { sub: `github:${user.body.id}`, email: (primary?.email ?? `${user.body.login}@users.noreply.github.com`).toLowerCase(), emailVerified: primary?.verified === true, login: user.body.login.toLowerCase(), orgs };
+      const identity = await identify(token.access_token);
+      if (!identity) throw new Error('GitHub did not say who the user is');
+      // GitHub OAuth app tokens do not expire: kept (sealed) to ask GitHub again at each refresh.
+      return { ...identity, upstreamToken: token.access_token };
+    },
+
+    async recheck(token): Promise<Recheck> {
+      const identity = await identify(token);
+      return identity ? { kind: 'identity', identity } : { kind: 'gone', reason: 'GitHub no longer accepts this sign-in (the app was revoked or the account removed)' };
     },
   };
 }

@@ -15,6 +15,7 @@ export interface OidcEndpoints {
   readonly authorization_endpoint: string;
   readonly token_endpoint: string;
   readonly jwks_uri: string;
+  readonly scopes_supported?: readonly string[];
 }
 
 export interface VerifiedIdentity extends UserIdentity {
@@ -62,17 +63,51 @@ export function discover(issuer: string): Promise<OidcEndpoints> {
 
 export const GOOGLE_ISSUER = 'https://accounts.google.com';
 
+export interface SignedInIdentity extends VerifiedIdentity {
+  /** What lets us ask the provider again later (a refresh token; GitHub's user token), if it gave one. */
+  readonly upstreamToken?: string;
+}
+
+/** The provider's answer when asked again about a user, at a refresh of our grant. */
+export type Recheck =
+  | { readonly kind: 'identity'; readonly identity: VerifiedIdentity; readonly upstreamToken?: string }
+  /** The provider refused the credential: the account is gone, suspended, or the app's access was withdrawn. */
+  | { readonly kind: 'gone'; readonly reason: string };
+
 export interface OidcSignIn {
   /** Where to send the browser, and what to keep in the authorization request until the callback. */
   begin(requestId: string, request: AuthRequest, callbackUrl: string): Promise<{ location: string; upstream: Record<string, string> }>;
   /** The callback: code → tokens → verified identity. */
-  complete(code: string, upstream: Record<string, string>, callbackUrl: string): Promise<VerifiedIdentity>;
+  complete(code: string, upstream: Record<string, string>, callbackUrl: string): Promise<SignedInIdentity>;
+  /** Who the user is now, by the credential `complete` returned; throws when the provider can't be reached. */
+  recheck(upstreamToken: string): Promise<Recheck>;
+}
+
+/** An OAuth error answer from a provider's token endpoint (gaxios puts the body on the error). */
+function providerError(err: unknown): { status?: number; error?: string } {
+  const response = (err as { response?: { status?: number; data?: { error?: string } } }).response;
+  return { status: response?.status, error: response?.data?.error };
 }
 
 export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'clientSecret' | 'oidcIssuer' | 'allowedDomains'>): OidcSignIn {
   // provider: google may name a stand-in issuer (tests); otherwise it is Google itself.
   const issuer = oauth.oidcIssuer ?? GOOGLE_ISSUER;
   const clientId = oauth.clientId!;
+  const issuers = issuer === GOOGLE_ISSUER ? [GOOGLE_ISSUER, 'accounts.google.com'] : [issuer];
+
+  async function verify(client: InstanceType<typeof OAuth2Client>, idToken: string, nonce: string | undefined): Promise<VerifiedIdentity> {
+    const meta = await discover(issuer);
+    const jwks = (await (await fetch(meta.jwks_uri, { signal: AbortSignal.timeout(10_000), redirect: 'error' })).json()) as { keys: Array<JsonWebKey & { kid?: string }> };
+    const certs = Object.fromEntries(jwks.keys.filter((k) => k.kid).map((k) => [k.kid!, createPublicKey({ key: k, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()]));
+    const ticket = await client.verifySignedJwtWithCertsAsync(idToken, certs, clientId, issuers);
+    const claims = ticket.getPayload();
+    if (!claims?.sub || !claims.email) throw new Error('the ID token carries no subject or email');
+    // A refreshed ID token carries no nonce (OIDC Core §12.2); the sign-in's must match.
+    if (nonce !== undefined && claims.nonce !== nonce) throw new Error('the ID token was not issued for this sign-in (nonce mismatch)');
+    const prefix = oauth.provider === 'google' ? 'google' : 'oidc';
+    return { sub: `${prefix}:${claims.sub}`, email: claims.email.toLowerCase(), emailVerified: claims.email_verified === true, hd: claims.hd };
+  }
+
   return {
     async begin(requestId, _request, callbackUrl) {
       const meta = await discover(issuer);
@@ -80,11 +115,15 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
       const pkce = await client.generateCodeVerifierAsync();
       const nonce = randomToken(16);
       const url = new URL(meta.authorization_endpoint);
+      // A refresh token lets each refresh of our grant ask the provider whether the user is still
+      // allowed (suspended, deleted, moved out of the domain). Google: access_type=offline, and
+      // consent so it is issued on every sign-in; others: offline_access when they offer it.
+      const offline = issuer === GOOGLE_ISSUER ? 'google' : (meta.scopes_supported ?? []).includes('offline_access') ? 'scope' : undefined;
       url.search = new URLSearchParams({
         response_type: 'code',
         client_id: clientId,
         redirect_uri: callbackUrl,
-        scope: 'openid email profile',
+        scope: offline === 'scope' ? 'openid email profile offline_access' : 'openid email profile',
         // Our authorization request's id: unguessable, and the callback must also carry the
         // browser cookie set with it.
         state: requestId,
@@ -92,7 +131,7 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
         code_challenge: pkce.codeChallenge!,
         code_challenge_method: 'S256',
         // Google's account chooser, so a user with several accounts picks the company one.
-        ...(issuer === GOOGLE_ISSUER ? { prompt: 'select_account' } : {}),
+        ...(offline === 'google' ? { prompt: 'select_account consent', access_type: 'offline' } : offline === 'scope' ? { prompt: 'consent' } : {}),
         // A hint only (Google's account chooser); the hd claim is what is checked.
         ...(oauth.provider === 'google' && oauth.allowedDomains.length === 1 ? { hd: oauth.allowedDomains[0]! } : {}),
       }).toString();
@@ -104,15 +143,28 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
       const client = new OAuth2Client({ clientId, clientSecret: oauth.clientSecret, redirectUri: callbackUrl, endpoints: { oauth2TokenUrl: meta.token_endpoint } });
       const { tokens } = await client.getToken({ code, codeVerifier: upstream.verifier, redirect_uri: callbackUrl });
       if (!tokens.id_token) throw new Error('the identity provider returned no ID token');
-      const jwks = (await (await fetch(meta.jwks_uri, { signal: AbortSignal.timeout(10_000), redirect: 'error' })).json()) as { keys: Array<JsonWebKey & { kid?: string }> };
-      const certs = Object.fromEntries(jwks.keys.filter((k) => k.kid).map((k) => [k.kid!, createPublicKey({ key: k, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()]));
-      const issuers = issuer === GOOGLE_ISSUER ? [GOOGLE_ISSUER, 'accounts.google.com'] : [issuer];
-      const ticket = await client.verifySignedJwtWithCertsAsync(tokens.id_token, certs, clientId, issuers);
-      const claims = ticket.getPayload();
-      if (!claims?.sub || !claims.email) throw new Error('the ID token carries no subject or email');
-      if (claims.nonce !== upstream.nonce) throw new Error('the ID token was not issued for this sign-in (nonce mismatch)');
-      const prefix = oauth.provider === 'google' ? 'google' : 'oidc';
-      return { sub: `${prefix}:${claims.sub}`, email: claims.email.toLowerCase(), emailVerified: claims.email_verified === true, hd: claims.hd };
+      const identity = await verify(client, tokens.id_token, upstream.nonce ?? '');
+      return { ...identity, ...(tokens.refresh_token ? { upstreamToken: tokens.refresh_token } : {}) };
+    },
+
+    async recheck(refreshToken) {
+      const meta = await discover(issuer);
+      const client = new OAuth2Client({ clientId, clientSecret: oauth.clientSecret, endpoints: { oauth2TokenUrl: meta.token_endpoint } });
+      client.setCredentials({ refresh_token: refreshToken });
+      let credentials;
+      try {
+        ({ credentials } = await client.refreshAccessToken());
+      } catch (err) {
+        const { status, error } = providerError(err);
+        if (error !== 'invalid_grant') throw new Error(`the identity provider refused the refresh (${error ?? `HTTP ${status ?? 'unreachable'}`})`, { cause: err });
+        // invalid_grant: the refresh token is dead (user deleted or suspended, access revoked).
+        // Anything else (our own client refused, the provider down) keeps the grant: a 503.
+        return { kind: 'gone', reason: 'the identity provider no longer accepts this sign-in (invalid_grant)' };
+      }
+      if (!credentials.id_token) throw new Error('the identity provider returned no ID token on refresh');
+      const identity = await verify(client, credentials.id_token, undefined);
+      const rotated = credentials.refresh_token && credentials.refresh_token !== refreshToken ? credentials.refresh_token : undefined;
+      return { kind: 'identity', identity, ...(rotated ? { upstreamToken: rotated } : {}) };
     },
   };
 }
