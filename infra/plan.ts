@@ -31,7 +31,7 @@ export interface DeployPlan {
 }
 
 /** Collections whose documents carry `expireAt` (see lib/store): Firestore deletes them itself. */
-export const TTL_COLLECTIONS = ['codes', 'authRequests', 'refreshTokens', 'mcpSessions', 'rateBuckets', 'browserSessions', 'clients'] as const;
+export const TTL_COLLECTIONS = ['codes', 'authRequests', 'refreshTokens', 'mcpSessions', 'rateBuckets', 'browserSessions', 'clients', 'clientMetadata'] as const;
 
 const APIS = ['run', 'cloudfunctions', 'cloudbuild', 'artifactregistry', 'firestore', 'secretmanager', 'compute', 'iam', 'eventarc'].map((a) => `${a}.googleapis.com`);
 

@@ -2,6 +2,7 @@ import { IttyRouter, type IRequest } from 'itty-router';
 import type { Handler, RequestContext } from '../../lib/http/types.ts';
 import { json } from '../../lib/http/types.ts';
 import { errorJson, OAuthError } from '../../lib/oauth/errors.ts';
+import { defaultMetadataFetcher, metadataClients, type MetadataFetcher } from '../../lib/oauth/client-metadata.ts';
 import { devProvider } from '../../lib/oauth/providers/dev.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
@@ -40,8 +41,18 @@ function providerFor(deps: OAuthDeps): UpstreamProvider {
   return upstreamProvider(deps);
 }
 
-export function createOAuthApp(deps: OAuthDeps, options: { provider?: UpstreamProvider } = {}): Handler {
-  const full: HandlerDeps = { ...deps, provider: options.provider ?? providerFor(deps) };
+export interface OAuthAppOptions {
+  readonly provider?: UpstreamProvider;
+  /** Tests only: fetch metadata documents from a loopback stand-in. */
+  readonly fetchClientMetadata?: MetadataFetcher;
+}
+
+export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): Handler {
+  const full: HandlerDeps = {
+    ...deps,
+    provider: options.provider ?? providerFor(deps),
+    metadataClients: metadataClients(deps.store, deps.clock, options.fetchClientMetadata ?? defaultMetadataFetcher()),
+  };
   const router = IttyRouter<IRequest, [RequestContext]>();
   const limits = deps.config.oauth.rateLimits;
   // Per client IP (the LB's first X-Forwarded-For hop), per minute, counted in the store.

@@ -1,5 +1,6 @@
 import { browserSessionUser, routeForResource, saveAuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
+import { OAuthError } from '../../lib/oauth/errors.ts';
 import { errorPage } from '../../lib/oauth/pages.ts';
 import { continueAuthorization, redirectToClient } from './consent.ts';
 import type { HandlerDeps } from './deps.ts';
@@ -17,7 +18,14 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
   }
   const clientId = q.get('client_id');
   if (!clientId) return errorPage('Invalid request', 'client_id is missing.');
-  const client = await findClient(deps.store, clientId);
+  let client;
+  try {
+    client = await findClient(deps.store, clientId, deps.metadataClients);
+  } catch (err) {
+    // A metadata document that can't be used: say why, on a page (the redirect is unverified).
+    if (err instanceof OAuthError) return errorPage('Unusable client', `${err.message}.`);
+    throw err;
+  }
   if (!client) return errorPage('Unknown client', 'This client is not registered (or its registration expired). Add the server to your MCP client again.');
   const redirectUri = q.get('redirect_uri') ?? (client.redirectUris.length === 1 ? client.redirectUris[0]! : null);
   // Exact string match (OAuth 2.1 §2.3.1): no prefix, no normalisation.

@@ -3,7 +3,7 @@ import { findClient } from '../../lib/oauth/clients.ts';
 import { issueCodeForRequest, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
 import { safeEqual } from '../../lib/random.ts';
-import { checkSameOrigin, readForm, redirect, type OAuthDeps } from './deps.ts';
+import { checkSameOrigin, readForm, redirect, type HandlerDeps, type OAuthDeps } from './deps.ts';
 
 // Our own consent page: names the client, where it returns to and the routes it asks for.
 // Consent is remembered per (user, client, route, scope); a remembered one skips the page.
@@ -64,7 +64,7 @@ export async function showConsent(req: Request, deps: OAuthDeps): Promise<Respon
   return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email });
 }
 
-export async function decideConsent(req: Request, deps: OAuthDeps): Promise<Response> {
+export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Response> {
   if (!checkSameOrigin(req, deps.config.oauth.issuer)) return errorPage('Refused', 'This form was posted from another site.', 403);
   const form = await readForm(req);
   const requestId = form.get('request');
@@ -74,7 +74,7 @@ export async function decideConsent(req: Request, deps: OAuthDeps): Promise<Resp
   if (!request.userSub) return errorPage('Refused', 'Open the consent page before answering it.', 400);
   if (!safeEqual(form.get('csrf') ?? '', request.csrf)) return errorPage('Refused', 'The form token does not match. Start again from your MCP client.', 403);
   // The client may have been deleted meanwhile; never send a code to a redirect we can't vouch for.
-  if (!(await findClient(deps.store, request.clientId))) return errorPage('Unknown client', 'The client that asked for access is no longer registered.');
+  if (!(await findClient(deps.store, request.clientId, deps.metadataClients).catch(() => undefined))) return errorPage('Unknown client', 'The client that asked for access is no longer registered.');
   const decision = form.get('decision');
   if (decision === 'deny') {
     await deps.store.delete('authRequests', requestId!);

@@ -4,6 +4,7 @@ import type { Logger } from '../../lib/log.ts';
 import type { Store } from '../../lib/store/store.ts';
 import type { KeySet } from '../../lib/tokens/keys.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
+import type { MetadataClients } from '../../lib/oauth/client-metadata.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
 import { readBodyLimited } from '../../lib/http/body.ts';
 
@@ -19,6 +20,8 @@ export interface OAuthDeps {
 
 export interface HandlerDeps extends OAuthDeps {
   readonly provider: UpstreamProvider;
+  /** Clients whose client_id is the URL of their metadata document. */
+  readonly metadataClients: MetadataClients;
 }
 
 /** Request bodies above this are refused before parsing. */

@@ -26,7 +26,7 @@ export function authorizationServerMetadata({ config }: OAuthDeps): Response {
       revocation_endpoint_auth_methods_supported: ['none', 'client_secret_basic', 'client_secret_post'],
       scopes_supported: config.oauth.scopes,
       authorization_response_iss_parameter_supported: true,
-      client_id_metadata_document_supported: false,
+      client_id_metadata_document_supported: true,
     },
     200,
     PUBLIC,

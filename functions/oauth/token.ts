@@ -5,14 +5,14 @@ import { peekGrant, redeemCode, rotateRefreshToken, type GrantRecord, type Issue
 import { askUpstream } from '../../lib/oauth/recheck.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
-import { readForm, type OAuthDeps } from './deps.ts';
+import { readForm, type HandlerDeps } from './deps.ts';
 
 // POST /token: authorization_code (PKCE) and refresh_token (rotation). Responses are never
 // cached (RFC 6749 §5.1); the access token's audience is the route the grant is for.
 
-export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
+export async function token(req: Request, deps: HandlerDeps): Promise<Response> {
   const form = await readForm(req);
-  const client = await authenticateClient(deps.store, req, form);
+  const client = await authenticateClient(deps.store, req, form, deps.metadataClients);
   const grantType = form.get('grant_type');
   const resource = form.get('resource') ?? undefined;
   let issued: IssuedGrant;
@@ -25,7 +25,7 @@ export async function token(req: Request, deps: OAuthDeps): Promise<Response> {
     if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
     issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource });
     // The client completed a grant: its registration no longer expires.
-    const fresh = await findClient(deps.store, client.clientId);
+    const fresh = client.metadataDocument ? undefined : await findClient(deps.store, client.clientId);
     if (fresh) await markClientUsed(deps.store, deps.clock, fresh);
   } else if (grantType === 'refresh_token') {
     const refreshToken = form.get('refresh_token');

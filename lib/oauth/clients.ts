@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import { isLoopbackHost } from '../config/config.ts';
 import { randomToken, safeEqual, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
+import type { MetadataClients } from './client-metadata.ts';
 import { OAuthError } from './errors.ts';
 
 // OAuth clients: dynamic registration (RFC 7591) with strict metadata checks, lookup, and
@@ -20,6 +21,8 @@ export interface ClientRecord {
   createdAt: number;
   /** Set once a grant completes; until then the registration expires. */
   usedAt?: number;
+  /** The client_id is the URL of a Client ID Metadata Document (client-metadata.ts). */
+  metadataDocument?: boolean;
 }
 
 const MAX_REDIRECT_URIS = 20;
@@ -61,8 +64,16 @@ export interface RegisteredClient {
   readonly secret?: string;
 }
 
-/** Validates RFC 7591 client metadata and stores the client. */
-export async function registerClient(store: Store, clock: Clock, metadata: unknown): Promise<RegisteredClient> {
+/** RFC 7591 client metadata, checked: what a registration or a metadata document may say. */
+export interface CheckedMetadata {
+  readonly clientName: string;
+  readonly redirectUris: string[];
+  readonly tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+  readonly grantTypes: string[];
+}
+
+/** Strict checks of client metadata (a DCR body or a Client ID Metadata Document). */
+export function checkClientMetadata(metadata: unknown): CheckedMetadata {
   if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) throw new OAuthError('invalid_client_metadata', 400, 'the body must be a JSON object of client metadata');
   const m = metadata as Record<string, unknown>;
   const uris = m.redirect_uris;
@@ -84,15 +95,18 @@ export async function registerClient(store: Store, clock: Clock, metadata: unkno
   if (typeof name !== 'string' || name.length > MAX_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) {
     throw new OAuthError('invalid_client_metadata', 400, `client_name must be text of at most ${MAX_NAME_LENGTH} characters`);
   }
+  return { clientName: name.trim() || 'Unnamed MCP client', redirectUris: [...new Set(uris as string[])], tokenEndpointAuthMethod: method, grantTypes: grantTypes as string[] };
+}
+
+/** Validates RFC 7591 client metadata and stores the client. */
+export async function registerClient(store: Store, clock: Clock, metadata: unknown): Promise<RegisteredClient> {
+  const checked = checkClientMetadata(metadata);
   const now = clock.now();
-  const secret = method === 'none' ? undefined : randomToken(32);
+  const secret = checked.tokenEndpointAuthMethod === 'none' ? undefined : randomToken(32);
   const record: ClientRecord = {
     clientId: randomToken(16),
-    clientName: name.trim() || 'Unnamed MCP client',
-    redirectUris: [...new Set(uris as string[])],
-    tokenEndpointAuthMethod: method,
+    ...checked,
     ...(secret ? { secretHash: sha256(secret) } : {}),
-    grantTypes: grantTypes as string[],
     createdAt: now,
   };
   await store.put('clients', record.clientId, record, { expiresAt: now + UNUSED_CLIENT_TTL_MS });
@@ -114,14 +128,19 @@ export function clientInformation(client: RegisteredClient): Record<string, unkn
   };
 }
 
-export async function findClient(store: Store, clientId: string): Promise<ClientRecord | undefined> {
+/**
+ * A registered client, or the one an https client_id's metadata document describes (an
+ * OAuthError saying why when that document can't be used; no document support: undefined).
+ */
+export async function findClient(store: Store, clientId: string, metadata?: MetadataClients): Promise<ClientRecord | undefined> {
+  if (clientId.startsWith('https://')) return metadata?.find(clientId);
   if (!/^[A-Za-z0-9_-]{1,128}$/.test(clientId)) return undefined;
   return store.get<ClientRecord>('clients', clientId);
 }
 
 /** A client that completed a grant stays registered (no expiry) from now on. */
 export async function markClientUsed(store: Store, clock: Clock, client: ClientRecord): Promise<void> {
-  if (client.usedAt) return;
+  if (client.usedAt || client.metadataDocument) return;
   await store.put('clients', client.clientId, { ...client, usedAt: clock.now() });
 }
 
@@ -129,7 +148,7 @@ export async function markClientUsed(store: Store, clock: Clock, client: ClientR
  * Client authentication at the token endpoint (RFC 6749 §2.3): public clients name
  * themselves; confidential ones prove the secret by Basic or in the body, not both.
  */
-export async function authenticateClient(store: Store, req: Request, form: URLSearchParams): Promise<ClientRecord> {
+export async function authenticateClient(store: Store, req: Request, form: URLSearchParams, metadata?: MetadataClients): Promise<ClientRecord> {
   const basic = /^Basic +([A-Za-z0-9+/=]+)$/i.exec(req.headers.get('authorization') ?? '')?.[1];
   let id = form.get('client_id') ?? undefined;
   let secret = form.get('client_secret') ?? undefined;
@@ -147,7 +166,7 @@ export async function authenticateClient(store: Store, req: Request, form: URLSe
   }
   const fail = () => new OAuthError('invalid_client', 401, 'client authentication failed', method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="mcp-front"' } : {});
   if (!id) throw new OAuthError('invalid_request', 400, 'client_id is required');
-  const client = await findClient(store, id);
+  const client = await findClient(store, id, metadata);
   if (!client) throw fail();
   if (client.tokenEndpointAuthMethod === 'none') {
     if (method !== 'none') throw fail();

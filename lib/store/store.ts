@@ -6,6 +6,7 @@
 /** Every collection mcp-front keeps; Firestore collection names are these strings. */
 export type Collection =
   | 'clients' // registered OAuth clients (DCR), secrets hashed
+  | 'clientMetadata' // fetched Client ID Metadata Documents, keyed by SHA-256 of the URL (a cache)
   | 'authRequests' // an /authorize in progress: sign-in → consent → code
   | 'codes' // authorization codes, keyed by SHA-256 of the code
   | 'grants' // one per (user, client) authorization; refresh tokens belong to it
@@ -20,6 +21,7 @@ export type Collection =
 
 export const COLLECTIONS: readonly Collection[] = [
   'clients',
+  'clientMetadata',
   'authRequests',
   'codes',
   'grants',

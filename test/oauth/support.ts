@@ -1,4 +1,4 @@
-import { createOAuthApp } from '../../functions/oauth/app.ts';
+import { createOAuthApp, type OAuthAppOptions } from '../../functions/oauth/app.ts';
 import { ManualClock } from '../../lib/clock.ts';
 import type { Config } from '../../lib/config/config.ts';
 import { parseConfig } from '../../lib/config/load.ts';
@@ -22,7 +22,7 @@ export interface AuthorizationServer {
   readonly config: Config;
 }
 
-export async function authorizationServer(oauthYaml = ''): Promise<AuthorizationServer> {
+export async function authorizationServer(oauthYaml = '', options: OAuthAppOptions = {}): Promise<AuthorizationServer> {
   const clock = new ManualClock();
   const store = await openSqliteStore({ file: ':memory:', clock });
   const config = parseConfig(
@@ -30,7 +30,7 @@ export async function authorizationServer(oauthYaml = ''): Promise<Authorization
     {},
   );
   const keys = await loadKeySet(store, clock);
-  const handler = createOAuthApp({ config, store, keys, clock, log: silentLogger });
+  const handler = createOAuthApp({ config, store, keys, clock, log: silentLogger }, options);
   return { handler, issuer: ISSUER, store, clock, keys, config };
 }
 
