@@ -3,6 +3,7 @@ import type { Handler, RequestContext } from '../../lib/http/types.ts';
 import { json } from '../../lib/http/types.ts';
 import { errorJson, OAuthError } from '../../lib/oauth/errors.ts';
 import { defaultMetadataFetcher, metadataClients, type MetadataFetcher } from '../../lib/oauth/client-metadata.ts';
+import { redirectPolicy } from '../../lib/oauth/clients.ts';
 import { devProvider } from '../../lib/oauth/providers/dev.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
@@ -51,7 +52,7 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
   const full: HandlerDeps = {
     ...deps,
     provider: options.provider ?? providerFor(deps),
-    metadataClients: metadataClients(deps.store, deps.clock, options.fetchClientMetadata ?? defaultMetadataFetcher()),
+    metadataClients: metadataClients(deps.store, deps.clock, options.fetchClientMetadata ?? defaultMetadataFetcher(), redirectPolicy(deps.config.oauth)),
   };
   const router = IttyRouter<IRequest, [RequestContext]>();
   const limits = deps.config.oauth.rateLimits;

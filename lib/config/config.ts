@@ -22,6 +22,8 @@ export interface OAuthConfig {
   readonly refreshGrace: number;
   /** ms; see upstream_recheck in the schema. */
   readonly upstreamRecheck: number;
+  readonly registration: 'open' | 'presets';
+  readonly extraRedirectUris: readonly string[];
   readonly codeTtl: number;
   readonly sessionTtl: number;
   readonly storage: 'sqlite' | 'firestore';

@@ -131,6 +131,8 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       codeTtl: o.code_ttl,
       sessionTtl: o.session_ttl,
       upstreamRecheck: o.upstream_recheck,
+      registration: o.registration,
+      extraRedirectUris: o.extra_redirect_uris,
       storage: o.storage,
       dataDir: o.data_dir,
       firestoreDatabase: o.firestore_database,

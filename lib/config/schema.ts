@@ -103,6 +103,9 @@ export const configSchema = z
         storage: z.enum(['sqlite', 'firestore']).default('sqlite'),
         data_dir: z.string().default('.data'),
         firestore_database: z.string().default('(default)'),
+        /** open: any valid redirect URI may register (DCR, metadata documents); presets: only known clients', loopback and extra_redirect_uris. */
+        registration: z.enum(['open', 'presets']).default('open'),
+        extra_redirect_uris: z.array(z.url()).default([]),
         /** Requests per minute per client IP on the open endpoints (counted in the store). */
         rate_limits: z
           .object({ register: z.number().int().positive().default(30), authorize: z.number().int().positive().default(60), token: z.number().int().positive().default(300) })

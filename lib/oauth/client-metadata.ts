@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import { safeFetch, type SafeFetchOptions, type SafeResponse } from '../http/safe-fetch.ts';
 import { sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
-import { checkClientMetadata, type ClientRecord } from './clients.ts';
+import { checkClientMetadata, type ClientRecord, type RedirectPolicy } from './clients.ts';
 import { OAuthError } from './errors.ts';
 
 // Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, the MCP
@@ -48,7 +48,7 @@ export interface MetadataClients {
   find(clientId: string): Promise<ClientRecord>;
 }
 
-export function metadataClients(store: Store, clock: Clock, fetcher: MetadataFetcher): MetadataClients {
+export function metadataClients(store: Store, clock: Clock, fetcher: MetadataFetcher, policy?: RedirectPolicy): MetadataClients {
   const refuse = (why: string) => new OAuthError('invalid_client', 401, `the client metadata document at this client_id ${why}`);
   return {
     async find(clientId) {
@@ -76,7 +76,7 @@ export function metadataClients(store: Store, clock: Clock, fetcher: MetadataFet
       if ('client_secret' in doc || (doc.token_endpoint_auth_method ?? 'none') !== 'none') throw refuse('must describe a public client (token_endpoint_auth_method none, no secret)');
       let checked;
       try {
-        checked = checkClientMetadata(doc);
+        checked = checkClientMetadata(doc, policy);
       } catch (err) {
         throw refuse(`is not acceptable: ${(err as Error).message}`);
       }

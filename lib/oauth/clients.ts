@@ -4,6 +4,7 @@ import { randomToken, safeEqual, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
 import type { MetadataClients } from './client-metadata.ts';
 import { OAuthError } from './errors.ts';
+import { presetProblem } from './presets.ts';
 
 // OAuth clients: dynamic registration (RFC 7591) with strict metadata checks, lookup, and
 // client authentication at the token endpoint. Secrets are kept only as SHA-256.
@@ -64,6 +65,14 @@ export interface RegisteredClient {
   readonly secret?: string;
 }
 
+/** The gateway's own rule on top of redirectUriProblem (`registration: presets`): a reason to refuse, or undefined. */
+export type RedirectPolicy = (uri: string) => string | undefined;
+
+/** The policy the config asks for. */
+export function redirectPolicy(oauth: { readonly registration: 'open' | 'presets'; readonly extraRedirectUris: readonly string[] }): RedirectPolicy | undefined {
+  return oauth.registration === 'presets' ? (uri) => presetProblem(uri, oauth.extraRedirectUris) : undefined;
+}
+
 /** RFC 7591 client metadata, checked: what a registration or a metadata document may say. */
 export interface CheckedMetadata {
   readonly clientName: string;
@@ -73,14 +82,14 @@ export interface CheckedMetadata {
 }
 
 /** Strict checks of client metadata (a DCR body or a Client ID Metadata Document). */
-export function checkClientMetadata(metadata: unknown): CheckedMetadata {
+export function checkClientMetadata(metadata: unknown, policy?: RedirectPolicy): CheckedMetadata {
   if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) throw new OAuthError('invalid_client_metadata', 400, 'the body must be a JSON object of client metadata');
   const m = metadata as Record<string, unknown>;
   const uris = m.redirect_uris;
   if (!Array.isArray(uris) || uris.length === 0) throw new OAuthError('invalid_redirect_uri', 400, 'redirect_uris must be a non-empty array');
   if (uris.length > MAX_REDIRECT_URIS) throw new OAuthError('invalid_redirect_uri', 400, `at most ${MAX_REDIRECT_URIS} redirect_uris`);
   uris.forEach((uri, i) => {
-    const problem = redirectUriProblem(uri);
+    const problem = redirectUriProblem(uri) ?? policy?.(uri as string);
     if (problem) throw new OAuthError('invalid_redirect_uri', 400, `redirect_uris[${i}] ${problem}`);
   });
   const method = (m.token_endpoint_auth_method ?? 'none') as TokenEndpointAuthMethod;
@@ -99,8 +108,8 @@ export function checkClientMetadata(metadata: unknown): CheckedMetadata {
 }
 
 /** Validates RFC 7591 client metadata and stores the client. */
-export async function registerClient(store: Store, clock: Clock, metadata: unknown): Promise<RegisteredClient> {
-  const checked = checkClientMetadata(metadata);
+export async function registerClient(store: Store, clock: Clock, metadata: unknown, policy?: RedirectPolicy): Promise<RegisteredClient> {
+  const checked = checkClientMetadata(metadata, policy);
   const now = clock.now();
   const secret = checked.tokenEndpointAuthMethod === 'none' ? undefined : randomToken(32);
   const record: ClientRecord = {

@@ -1,3 +1,4 @@
+import { knownClientName } from './presets.ts';
 import escapeHtml from 'escape-html';
 
 // The authorization server's own pages: sign-in (dev provider), consent and errors. Every
@@ -65,12 +66,14 @@ ${options.error ? `<p role="alert">${escapeHtml(options.error)}</p>` : ''}
 export function consentPage(options: { requestId: string; csrf: string; clientName: string; redirectUri: string; routes: readonly string[]; email: string }): Response {
   const redirect = new URL(options.redirectUri);
   const where = redirect.protocol === 'http:' || redirect.protocol === 'https:' ? redirect.host : redirect.protocol;
+  // The name is whatever the client registered; where the code goes is what can be vouched for.
+  const known = knownClientName(options.redirectUri);
   return page({
     title: 'Allow access?',
     formTarget: options.redirectUri,
     body: `<h1>Allow ${escapeHtml(options.clientName)} to use your MCP tools?</h1>
 <p>Signed in as <strong>${escapeHtml(options.email)}</strong>.</p>
-<p><strong>${escapeHtml(options.clientName)}</strong> (returning to <code>${escapeHtml(where)}</code>) asks to act for you on:</p>
+<p><strong>${escapeHtml(options.clientName)}</strong> (returning to <code>${escapeHtml(where)}</code>${known ? `, a known address of <strong>${escapeHtml(known)}</strong>` : ''}) asks to act for you on:</p>
 <ul>${options.routes.map((r) => `<li><code>${escapeHtml(r)}</code></li>`).join('')}</ul>
 <form method="post" action="/consent">
 <input type="hidden" name="request" value="${escapeHtml(options.requestId)}"><input type="hidden" name="csrf" value="${escapeHtml(options.csrf)}">
