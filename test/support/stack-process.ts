@@ -25,10 +25,10 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 /** Writes `yaml` to a temp file (or uses examples/local.yaml when omitted) and starts serve. */
-export async function startStackProcess(options: { yaml?: string; env?: Record<string, string>; port?: number; dataDir?: string } = {}): Promise<StackProcess> {
+export async function startStackProcess(options: { yaml?: string; env?: Record<string, string>; port?: number; dataDir?: string; nodeArgs?: string[] } = {}): Promise<StackProcess> {
   const port = options.port ?? (await freePort());
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'mcp-front-test-'));
-  const args = [CLI, 'serve'];
+  const args = [...(options.nodeArgs ?? []), CLI, 'serve'];
   if (options.yaml) {
     const file = join(dataDir, 'config.yaml');
     writeFileSync(file, options.yaml);
