@@ -22,9 +22,9 @@ export interface AuthorizationServer {
   readonly config: Config;
 }
 
-export async function authorizationServer(oauthYaml = '', options: OAuthAppOptions = {}): Promise<AuthorizationServer> {
+export async function authorizationServer(oauthYaml = '', options: OAuthAppOptions & { store?: (clock: ManualClock) => Promise<Store> } = {}): Promise<AuthorizationServer> {
   const clock = new ManualClock();
-  const store = await openSqliteStore({ file: ':memory:', clock });
+  const store = await (options.store ?? ((c: ManualClock) => openSqliteStore({ file: ':memory:', clock: c })))(clock);
   const config = parseConfig(
     `oauth:\n  issuer: ${ISSUER}\n  provider: dev\n${oauthYaml}routes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n  - { path: /other, type: stdio, command: [node, examples/demo-server/server.ts] }\n`,
     {},

@@ -12,6 +12,10 @@ export interface FirestoreEmulator {
   /** Stops the emulator but remembers how to start it again on the same port (fault tests). */
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** SIGSTOP: the emulator hangs with its data intact, like a partition; every RPC waits. */
+  freeze(): void;
+  /** SIGCONT: it answers again, queued RPCs included. */
+  thaw(): void;
 }
 
 export type EmulatorOrSkip = FirestoreEmulator | { readonly skip: string };
@@ -41,6 +45,8 @@ export async function startFirestoreEmulator(): Promise<EmulatorOrSkip> {
     resume: async () => {
       group = await launch(host);
     },
+    freeze: () => process.kill(-group, 'SIGSTOP'),
+    thaw: () => process.kill(-group, 'SIGCONT'),
   };
 }
 
@@ -85,6 +91,7 @@ function groupAlive(pgid: number): boolean {
 
 async function endGroup(pgid: number): Promise<void> {
   if (!groupAlive(pgid)) return;
+  process.kill(-pgid, 'SIGCONT'); // a frozen group can't act on SIGTERM
   process.kill(-pgid, 'SIGTERM');
   for (let i = 0; i < 50 && groupAlive(pgid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
   if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL');
