@@ -30,7 +30,7 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
     return headers;
   };
 
-  const pump = async (body: ReadableStream<Uint8Array>) => {
+  const pump = async (body: ReadableStream<Uint8Array>, observe: (message: JsonRpcMessage) => void) => {
     for await (const event of readEvents(body)) {
       if (event.event !== 'message') continue;
       let value: unknown;
@@ -63,7 +63,7 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
         await res.body?.cancel();
         return; // 405: the server has no stream for us, which the spec allows.
       }
-      await pump(res.body);
+      await pump(res.body, observe);
     } catch (err) {
       if (!abort.signal.aborted) options.log.warn('backend event stream ended', { error: String(err) });
     } finally {
@@ -92,19 +92,30 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
         throw new BackendError(`the MCP server answered HTTP ${res.status}`);
       }
       const type = res.headers.get('content-type') ?? '';
+      // A request's response must come on its own POST's answer: when that answer ends without
+      // it (a malformed stream, a wrong id), the client hears so now, not at the route timeout.
+      let answered = !isRequest(message);
+      const seen = (m: JsonRpcMessage) => {
+        if (!answered && m.id === message.id && ('result' in m || 'error' in m)) answered = true;
+        observe(m);
+      };
       // Responses stream back while send() has already returned: the session matches them by id.
       const consume = type.includes('text/event-stream')
-        ? pump(res.body)
+        ? pump(res.body, seen)
         : res.json().then((value: unknown) => {
             for (const item of Array.isArray(value) ? value : [value]) {
               const parsed = asMessage(item);
-              if (parsed) observe(parsed);
+              if (parsed) seen(parsed);
               else if (isRequest(message)) throw new BackendError(`the MCP server answered HTTP ${res.status} without a JSON-RPC message`);
             }
           });
-      consume.catch((err: unknown) => {
-        if (!closed) events.message({ jsonrpc: '2.0', id: message.id ?? null, error: { code: -32000, message: `the MCP server's answer broke off: ${String(err)}` } });
-      });
+      const fail = (why: string) => {
+        if (!closed) events.message({ jsonrpc: '2.0', id: message.id ?? null, error: { code: -32000, message: why } });
+      };
+      consume.then(
+        () => answered || fail('the MCP server ended its answer without a response to this request'),
+        (err: unknown) => fail(`the MCP server's answer broke off: ${String(err)}`),
+      );
       if (initialized) void openServerStream();
     },
     async close(): Promise<void> {

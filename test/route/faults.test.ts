@@ -90,4 +90,57 @@ describe('http backend faults', () => {
       stalled.close();
     }
   });
+
+  /** An MCP backend that initializes properly and then answers every request in one bad way. */
+  async function misbehavingBackend(mode: 'reset' | 'malformed-sse' | 'truncated-json' | 'wrong-id' | 'html') {
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk));
+      req.on('end', () => {
+        if (req.method !== 'POST') return void res.writeHead(405).end();
+        const msg = JSON.parse(body) as { id?: number; method: string; params?: { protocolVersion?: string } };
+        if (msg.method === 'initialize') {
+          const result = { protocolVersion: msg.params?.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'bad', version: '1' } };
+          return void res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'backend-1' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result }));
+        }
+        if (msg.id === undefined) return void res.writeHead(202).end();
+        if (mode === 'reset') {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write('event: message\n');
+          setTimeout(() => res.socket?.destroy(), 20);
+        } else if (mode === 'malformed-sse') {
+          res.writeHead(200, { 'content-type': 'text/event-stream' }).end('data: {not json\n\nevent: message\ndata: [1,2\n\n: only a comment\n\nretry: x\n\n');
+        } else if (mode === 'truncated-json') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc": "2.0", "id": ');
+        } else if (mode === 'wrong-id') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 987654, result: {} }));
+        } else {
+          res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy error</html>');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/mcp`, close: () => (server.closeAllConnections(), server.close()) };
+  }
+
+  it.each(['reset', 'malformed-sse', 'truncated-json', 'wrong-id', 'html'] as const)('a backend that answers a call with %s: the call fails with a clear error, well before the timeout, and the route keeps serving', async (mode) => {
+    const backend = await misbehavingBackend(mode);
+    try {
+      route = await startRoute(`    path: /bad\n    type: http\n    backend: ${backend.url}\n    timeout: 20s`);
+      const { client } = await route.connect();
+      const started = Date.now();
+      const error = await client.callTool({ name: 'echo', arguments: { text: 'x' } }).then(() => undefined, (err: Error) => err);
+      expect(error).toBeInstanceOf(Error);
+      expect(error!.message).toMatch(/backend|invalid|answer|reset|closed|terminated/i);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      // Still serving: another session initializes and lists its (broken) backend's answer again.
+      const again = await route.connect();
+      expect(again.client.getServerVersion()?.name).toBe('bad');
+      await again.client.close();
+      await client.close();
+    } finally {
+      backend.close();
+    }
+  });
 });
+
