@@ -85,6 +85,8 @@ export interface ServerConfig {
   readonly host: string;
   readonly port: number;
   readonly healthPath: string;
+  /** ms */
+  readonly requestTimeout: number;
   readonly allowedOrigins: readonly string[];
   /** Conformance testing only (loopback issuers): routes take requests without a token. */
   readonly insecureNoAuth: boolean;

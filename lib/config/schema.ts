@@ -134,13 +134,15 @@ export const configSchema = z
         // A string too, so `port: ${PORT:-8080}` works after interpolation.
         port: z.union([z.number(), z.string().regex(/^\d+$/, 'must be a port number').transform(Number)]).pipe(z.number().int().min(0).max(65535)).default(8080),
         health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
+        /** A request not fully received (headers and body) within this gets 408. */
+        request_timeout: duration.prefault('30s'),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),
         /** Routes answer without a token. Only for the MCP conformance suite; refused unless the issuer is loopback. */
         insecure_no_auth: z.boolean().default(false),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080, health_path: '/health', allowed_origins: [], insecure_no_auth: false }),
+      .prefault({}),
   })
   .strict();
 

@@ -14,6 +14,8 @@ export interface ServeOptions {
   trustProxy?: boolean;
   /** How long close() lets in-flight requests finish before cutting them (default 5 s). */
   drainMs?: number;
+  /** A request (headers and body) not fully received within this is answered 408: slow-body clients hold nothing for long (default 30 s). */
+  requestTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -133,7 +135,12 @@ export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'lo
 
 /** Serves `handler` on host:port (0 = any free port). */
 export function serveHandler(handler: Handler, options: ServeOptions): Promise<RunningServer> {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, toNodeListener(handler, options));
+  const requestTimeout = options.requestTimeoutMs ?? 30_000;
+  const server = createServer(
+    // Response streams (SSE) may last for hours: the timeout covers only receiving the request.
+    { keepAliveTimeout: 65_000, requestTimeout, headersTimeout: Math.min(requestTimeout, 60_000), connectionsCheckingInterval: Math.min(requestTimeout, 30_000) / 2 },
+    toNodeListener(handler, options),
+  );
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new PortInUseError(options.host, options.port) : err));
     server.listen(options.port, options.host, () => {

@@ -40,7 +40,7 @@ try {
   const store = await openStore(config.oauth, systemClock);
   const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: new URL(`${config.oauth.issuer}/jwks.json`), clock: systemClock });
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }) });
-  const server = await serveHandler(service.handle, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: 8000 });
+  const server = await serveHandler(service.handle, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: 8000, requestTimeoutMs: config.server.requestTimeout });
   log.info('route listening', { route: route.path, port: server.port, type: route.type });
   // Cloud Run sends SIGTERM and allows 10 s: stop accepting, end sessions and children, exit.
   const stop = async (signal: string) => {

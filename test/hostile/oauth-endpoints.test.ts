@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, generateKeyPair } from 'jose';
@@ -10,6 +8,7 @@ import { startStack, type RunningStack } from '../../cli/stack.ts';
 import { parseConfig } from '../../lib/config/load.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { authorizeWithDevSignIn, registerClient } from '../support/oauth-flow.ts';
+import { storeSnapshot } from '../support/store-snapshot.ts';
 
 // Hostile input, table-driven, against every public endpoint of a running stack (real HTTP,
 // real SQLite file). Each case must get a 4xx with a clear error, never a 5xx or a hang, and
@@ -19,6 +18,8 @@ let stack: RunningStack;
 let base = '';
 const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-hostile-'));
 let clientId = '';
+let otherClientId = '';
+let spare: Awaited<ReturnType<typeof authorizeWithDevSignIn>>;
 let tokens: Awaited<ReturnType<typeof authorizeWithDevSignIn>>;
 let forged: Record<string, string> = {};
 
@@ -31,6 +32,9 @@ beforeAll(async () => {
   );
   stack = await startStack(config, { log: silentLogger });
   clientId = await registerClient(base);
+  otherClientId = await registerClient(base);
+  // A second grant, untouched by the replayed-code case (which revokes the first).
+  spare = await authorizeWithDevSignIn(base, { email: 'bob@example.com', resource: `${base}/demo/mcp`, clientId });
   tokens = await authorizeWithDevSignIn(base, { email: 'ada@example.com', resource: `${base}/demo/mcp`, clientId });
   const [header, payload] = tokens.access_token.split('.');
   const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
@@ -48,15 +52,7 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.close());
 
-function snapshot(): string {
-  const db = new DatabaseSync(join(dataDir, 'mcp-front.sqlite'), { readOnly: true });
-  try {
-    const rows = db.prepare("SELECT collection, id, doc FROM docs WHERE collection != 'rateBuckets' ORDER BY collection, id").all();
-    return createHash('sha256').update(JSON.stringify(rows)).digest('hex');
-  } finally {
-    db.close();
-  }
-}
+const snapshot = () => storeSnapshot(dataDir);
 
 type Case = [name: string, request: () => Promise<Request>, status: number | number[], error?: string, designedChange?: 'grant revoked'];
 const form = (body: string, headers: Record<string, string> = {}) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
@@ -93,6 +89,8 @@ const cases = (): Case[] => [
   ['token: replayed code', req('/token', () => form(`grant_type=authorization_code&code=${tokens.code}&redirect_uri=${encodeURIComponent(tokens.redirectUri)}&code_verifier=${tokens.verifier}&client_id=CLIENT_ID`)), 400, 'invalid_grant', 'grant revoked'],
   ['token: code without verifier', req('/token', form(`grant_type=authorization_code&code=x&redirect_uri=http://127.0.0.1:1/callback&client_id=CLIENT_ID`)), 400, 'invalid_request'],
   ['token: unknown code without redirect_uri', req('/token', form(`grant_type=authorization_code&code=x&code_verifier=${'a'.repeat(43)}&client_id=CLIENT_ID`)), 400, 'invalid_grant'],
+  ['token: a refresh token of another client', req('/token', () => form(`grant_type=refresh_token&refresh_token=${spare.refresh_token}&client_id=${otherClientId}`)), 400, 'invalid_grant'],
+  ['token: refresh for a route outside the grant', req('/token', () => form(`grant_type=refresh_token&refresh_token=${spare.refresh_token}&client_id=CLIENT_ID&resource=${encodeURIComponent(`${base}/other/mcp`)}`)), 400, 'invalid_target'],
   ['token: unknown refresh token', req('/token', form(`grant_type=refresh_token&refresh_token=nope&client_id=CLIENT_ID`)), 400, 'invalid_grant'],
   ['token: refresh without token', req('/token', form(`grant_type=refresh_token&client_id=CLIENT_ID`)), 400, 'invalid_request'],
   ['token: oversized body', req('/token', form(`grant_type=refresh_token&x=${'a'.repeat(40_000)}`)), 413, 'invalid_request'],
@@ -125,6 +123,28 @@ const cases = (): Case[] => [
   ['authorize: redirect differing in case', req(() => authorizeQuery({ redirect_uri: 'http://127.0.0.1:1/CALLBACK' })), 400],
   ['authorize: duplicated client_id', req(() => `${authorizeQuery({})}&client_id=${clientId}`), 400],
   ['authorize: POST', req(() => authorizeQuery({}), { method: 'POST' }), 405],
+  ['authorize: duplicated redirect_uri', req(() => `${authorizeQuery({})}&redirect_uri=${encodeURIComponent('https://evil.example/cb')}`), 400],
+  ['authorize: duplicated state', req(() => `${authorizeQuery({})}&state=other`), 400],
+  ['authorize: duplicated code_challenge', req(() => `${authorizeQuery({})}&code_challenge=${'B'.repeat(43)}`), 400],
+  ['authorize: open redirect, scheme-relative', req(() => authorizeQuery({ redirect_uri: '//evil.example/cb' })), 400],
+  ['authorize: open redirect, backslashes', req(() => authorizeQuery({ redirect_uri: '\\\\evil.example\\cb' })), 400],
+  ['authorize: open redirect, javascript:', req(() => authorizeQuery({ redirect_uri: 'javascript:alert(document.domain)' })), 400],
+  ['authorize: open redirect, registered URI as a prefix', req(() => authorizeQuery({ redirect_uri: 'http://127.0.0.1:1/callback.evil.example' })), 400],
+  ['authorize: open redirect, userinfo trick', req(() => authorizeQuery({ redirect_uri: 'http://127.0.0.1:1@evil.example/callback' })), 400],
+  // Errors after the client and redirect are verified go back to the client (303 with error).
+  ['authorize: plain PKCE', req(() => authorizeQuery({ code_challenge_method: 'plain' })), 303, 'invalid_request'],
+  ['authorize: no PKCE', req(() => authorizeQuery({ code_challenge: null, code_challenge_method: null })), 303, 'invalid_request'],
+  ['authorize: short code_challenge', req(() => authorizeQuery({ code_challenge: 'abc' })), 303, 'invalid_request'],
+  ['authorize: response_type token', req(() => authorizeQuery({ response_type: 'token' })), 303, 'unsupported_response_type'],
+  ['authorize: no resource', req(() => authorizeQuery({ resource: null })), 303, 'invalid_target'],
+  ['authorize: a foreign resource', req(() => authorizeQuery({ resource: 'https://evil.example/mcp' })), 303, 'invalid_target'],
+  ['authorize: unknown scope', req(() => authorizeQuery({ scope: 'mcp admin' })), 303, 'invalid_scope'],
+  ['authorize: CR LF in state is carried encoded, never as a header', req(() => authorizeQuery({ state: 'a\r\nSet-Cookie: x=1', response_type: 'token' })), 303, 'unsupported_response_type'],
+  // Client ID Metadata Documents: SSRF targets are refused before any connection.
+  ...['https://127.0.0.1/client.json', 'https://localhost/client.json', 'https://169.254.169.254/computeMetadata/v1/', 'https://[::1]/client.json', 'https://10.0.0.1/client.json', 'https://[::ffff:192.168.0.1]/client.json', 'https://metadata.google.internal/client.json', 'http://example.com/client.json'].map(
+    (target): Case => [`authorize: metadata document at ${target}`, req(() => authorizeQuery({ client_id: target })), 400],
+  ),
+  ['token: metadata client_id on loopback', req('/token', form(`grant_type=refresh_token&refresh_token=x&client_id=${encodeURIComponent('https://127.0.0.1/client.json')}`)), 401, 'invalid_client'],
   // /signin and /consent
   ['signin: unknown request', req('/signin?request=nope'), 400],
   ['signin: POST without CSRF', req('/signin', form('request=abcdefghijklmnopqrstuvwx&email=a@b.co')), 400],
@@ -176,7 +196,12 @@ describe('hostile input on every public endpoint', () => {
     const res = await fetch(await make(), { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
     const allowed = Array.isArray(status) ? status : [status];
     expect(allowed, `${name}: HTTP ${res.status}`).toContain(res.status);
-    if (error) expect(((await res.json()) as { error: string }).error, name).toBe(error);
+    if (res.status === 303) {
+      const location = new URL(res.headers.get('location')!);
+      expect(location.origin + location.pathname, name).toBe('http://127.0.0.1:1/callback');
+      expect(location.searchParams.get('error'), name).toBe(error);
+      await res.arrayBuffer();
+    } else if (error) expect(((await res.json()) as { error: string }).error, name).toBe(error);
     else await res.arrayBuffer();
     if (designedChange) {
       const grants = await stack.store.find<{ revokedReason?: string }>('grants', 'clientId', clientId);
