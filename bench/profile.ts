@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../cli/dev-backend.ts';
 import { Client, StreamableHTTPClientTransport } from '../lib/mcp/sdk.ts';
-import { authorizeWithDevSignIn } from '../test/support/oauth-flow.ts';
+import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
 import { ROOT } from './targets.ts';
 
 // `npm run bench:profile`: a V8 CPU profile of `serve` while the stdio route answers echo calls

@@ -11,7 +11,7 @@ import { countingStore } from '../lib/store/counting-store.ts';
 import { openSqliteStore } from '../lib/store/sqlite-store.ts';
 import { startRoute } from '../test/support/route-harness.ts';
 import { startFirestoreEmulator } from '../test/support/firestore-emulator.ts';
-import { authorizeWithDevSignIn, refresh } from '../test/support/oauth-flow.ts';
+import { authorizeWithDevSignIn, refreshTokens } from '../test/support/oauth-client.ts';
 import { ROOT } from './targets.ts';
 
 // The authorization server and store side of the benchmark.
@@ -78,7 +78,7 @@ export async function tokenThroughput(storage: 'sqlite' | 'firestore', seconds: 
       lineages.map(async (lineage) => {
         let token = lineage.refresh_token;
         while (performance.now() < until) {
-          token = (await refresh(base, lineage.clientId, token)).refresh_token;
+          token = (await refreshTokens(base, lineage.clientId, token)).refresh_token;
           done++;
         }
       }),

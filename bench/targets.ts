@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { freePort } from '../cli/dev-backend.ts';
 import { Client, SSEClientTransport, StdioClientTransport, StreamableHTTPClientTransport } from '../lib/mcp/sdk.ts';
 import type { Transport } from '../lib/mcp/sdk.ts';
-import { authorizeWithDevSignIn } from '../test/support/oauth-flow.ts';
+import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
 
 // What the benchmark measures: the bundled demo server reached directly over stdio (the
 // floor), through mcp-front's two route kinds (with real OAuth tokens), and through the

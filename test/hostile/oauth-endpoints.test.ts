@@ -7,7 +7,7 @@ import { freePort } from '../../cli/dev-backend.ts';
 import { startStack, type RunningStack } from '../../cli/stack.ts';
 import { parseConfig } from '../../lib/config/load.ts';
 import { silentLogger } from '../../lib/log.ts';
-import { authorizeWithDevSignIn, registerClient } from '../support/oauth-flow.ts';
+import { authorizeWithDevSignIn, registerPublicClient } from '../support/oauth-client.ts';
 import { storeSnapshot } from '../support/store-snapshot.ts';
 
 // Hostile input, table-driven, against every public endpoint of a running stack (real HTTP,
@@ -31,8 +31,8 @@ beforeAll(async () => {
     {},
   );
   stack = await startStack(config, { log: silentLogger });
-  clientId = await registerClient(base);
-  otherClientId = await registerClient(base);
+  clientId = await registerPublicClient(base);
+  otherClientId = await registerPublicClient(base);
   // A second grant, untouched by the replayed-code case (which revokes the first).
   spare = await authorizeWithDevSignIn(base, { email: 'bob@example.com', resource: `${base}/demo/mcp`, clientId });
   tokens = await authorizeWithDevSignIn(base, { email: 'ada@example.com', resource: `${base}/demo/mcp`, clientId });

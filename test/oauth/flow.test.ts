@@ -9,7 +9,7 @@ import { systemClock } from '../../lib/clock.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
 import { sha256 } from '../../lib/random.ts';
-import { authorizeWithDevSignIn, refresh, registerClient } from '../support/oauth-flow.ts';
+import { authorizeWithDevSignIn, refreshTokens, registerPublicClient } from '../support/oauth-client.ts';
 
 // The authorization server over real HTTP: the code flow, replay, rotation, and the errors a
 // client must get right. The store is the real SQLite one; its contents are checked directly.
@@ -52,25 +52,25 @@ describe('authorization code flow', () => {
     const grants = await stack.store.find<{ revokedAt?: number; revokedReason?: string }>('grants', 'clientId', first.clientId);
     expect(grants).toHaveLength(1);
     expect(grants[0]!.doc.revokedReason).toBe('authorization code replayed');
-    await expect(refresh(base, first.clientId, first.refresh_token)).rejects.toThrow(/revoked/);
+    await expect(refreshTokens(base, first.clientId, first.refresh_token)).rejects.toThrow(/revoked/);
   });
 
   it('rotates refresh tokens; the previous one works within the grace window, and reuse after it revokes the grant', async () => {
     const tokens = await authorizeWithDevSignIn(base, { email: 'linus@example.com', resource: `${base}/demo/mcp` });
-    const second = await refresh(base, tokens.clientId, tokens.refresh_token);
+    const second = await refreshTokens(base, tokens.clientId, tokens.refresh_token);
     expect(second.refresh_token).not.toBe(tokens.refresh_token);
-    const retried = await refresh(base, tokens.clientId, tokens.refresh_token); // a client retrying a lost response
+    const retried = await refreshTokens(base, tokens.clientId, tokens.refresh_token); // a client retrying a lost response
     expect(retried.refresh_token).not.toBe(second.refresh_token);
-    await expect(refresh(base, tokens.clientId, second.refresh_token)).rejects.toThrow(/invalid_grant/); // superseded by the retry
+    await expect(refreshTokens(base, tokens.clientId, second.refresh_token)).rejects.toThrow(/invalid_grant/); // superseded by the retry
     await new Promise((resolve) => setTimeout(resolve, 2100));
-    await expect(refresh(base, tokens.clientId, tokens.refresh_token)).rejects.toThrow(/invalid_grant/);
-    await expect(refresh(base, tokens.clientId, retried.refresh_token)).rejects.toThrow(/revoked/);
+    await expect(refreshTokens(base, tokens.clientId, tokens.refresh_token)).rejects.toThrow(/invalid_grant/);
+    await expect(refreshTokens(base, tokens.clientId, retried.refresh_token)).rejects.toThrow(/revoked/);
   });
 
   it('one sign-in serves a second route: the browser session skips the sign-in page', async () => {
     const cookie: { value?: string } = {};
     await authorizeWithDevSignIn(base, { email: 'barbara@example.com', resource: `${base}/demo/mcp`, cookie });
-    const clientId = await registerClient(base);
+    const clientId = await registerPublicClient(base);
     const res = await fetch(`${base}/authorize?${new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: 'http://127.0.0.1:1/callback', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', resource: `${base}/other/mcp` })}`, { redirect: 'manual', headers: { cookie: cookie.value! } });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toContain('/consent?request=');
@@ -81,7 +81,7 @@ describe('errors a client must get right', () => {
   const authorizeUrl = (params: Record<string, string>) => `${base}/authorize?${new URLSearchParams(params)}`;
   const good = async () => ({
     response_type: 'code',
-    client_id: await registerClient(base),
+    client_id: await registerPublicClient(base),
     redirect_uri: 'http://127.0.0.1:1/callback',
     code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
     code_challenge_method: 'S256',
@@ -161,7 +161,7 @@ describe('offboarding', () => {
     writeFileSync(config, `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dataDir}\n`);
     const { stdout } = await promisify(execFile)(process.execPath, ['cli/mcp-front.ts', 'revoke', '--config', config, '--user', 'Alice@Example.com']);
     expect(stdout).toContain('revoked 1 grant of Alice@Example.com');
-    await expect(refresh(base, alice.clientId, alice.refresh_token)).rejects.toThrow(/invalid_grant/);
-    expect((await refresh(base, bob.clientId, bob.refresh_token)).access_token).toBeTruthy();
+    await expect(refreshTokens(base, alice.clientId, alice.refresh_token)).rejects.toThrow(/invalid_grant/);
+    expect((await refreshTokens(base, bob.clientId, bob.refresh_token)).access_token).toBeTruthy();
   });
 });

@@ -130,13 +130,33 @@ export function redeemCode(target: OAuthTarget, code: Omit<CodeResult, 'location
   return send(target, '/token', formPost(Object.fromEntries(Object.entries(params).filter((e): e is [string, string] => e[1] !== null))));
 }
 
-/** The whole flow: a code from obtainCode, redeemed with PKCE for tokens bound to `resource`. */
-export async function authorizeWithDevLogin(target: OAuthTarget, options: DevLoginOptions): Promise<DevLoginResult> {
+/** The /token answer as it is on the wire. */
+export interface TokenResponse {
+  readonly access_token: string;
+  readonly refresh_token: string;
+  readonly expires_in: number;
+  readonly scope: string;
+}
+
+/** The whole flow, the /token answer as sent: a code from obtainCode, redeemed with PKCE for tokens bound to `resource`. */
+export async function authorizeWithDevSignIn(target: OAuthTarget, options: DevLoginOptions): Promise<TokenResponse & Omit<CodeResult, 'location'>> {
   const code = await obtainCode(target, options);
   const token = await redeemCode(target, code, { resource: options.resource });
   if (token.status !== 200) throw new Error(`token: HTTP ${token.status} ${await token.text()}`);
-  const body = (await token.json()) as { access_token: string; refresh_token: string; expires_in: number; scope: string };
-  return { accessToken: body.access_token, refreshToken: body.refresh_token, expiresIn: body.expires_in, scope: body.scope, clientId: code.clientId, code: code.code, verifier: code.verifier, redirectUri: code.redirectUri };
+  return { ...((await token.json()) as TokenResponse), clientId: code.clientId, code: code.code, verifier: code.verifier, redirectUri: code.redirectUri };
+}
+
+/** The same, in camelCase. */
+export async function authorizeWithDevLogin(target: OAuthTarget, options: DevLoginOptions): Promise<DevLoginResult> {
+  const t = await authorizeWithDevSignIn(target, options);
+  return { accessToken: t.access_token, refreshToken: t.refresh_token, expiresIn: t.expires_in, scope: t.scope, clientId: t.clientId, code: t.code, verifier: t.verifier, redirectUri: t.redirectUri };
+}
+
+/** A refresh that must succeed (it throws with the error body otherwise). */
+export async function refreshTokens(target: OAuthTarget, clientId: string, refreshToken: string): Promise<TokenResponse> {
+  const res = await refreshGrant(target, clientId, refreshToken);
+  if (res.status !== 200) throw new Error(`refresh: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as TokenResponse;
 }
 
 /** A refresh_token grant; returns the raw response so tests can check refusals too. */
