@@ -3,6 +3,7 @@ import { authenticateClient, findClient, markClientUsed } from '../../lib/oauth/
 import { OAuthError } from '../../lib/oauth/errors.ts';
 import { peekGrant, redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
 import { askUpstream } from '../../lib/oauth/recheck.ts';
+import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { readForm, type HandlerDeps } from './deps.ts';
@@ -13,6 +14,9 @@ import { readForm, type HandlerDeps } from './deps.ts';
 export async function token(req: Request, deps: HandlerDeps): Promise<Response> {
   const form = await readForm(req);
   const client = await authenticateClient(deps.store, req, form, deps.metadataClients);
+  // Per client too (a leaked client spread over many IPs). Not for a metadata-document
+  // client_id: every user of that app shares it.
+  if (!client.metadataDocument) await enforceLimit(deps.store, deps.clock, 'token per client', client.clientId, { max: deps.config.oauth.rateLimits.token, windowMs: 60_000 });
   const grantType = form.get('grant_type');
   const resource = form.get('resource') ?? undefined;
   let issued: IssuedGrant;

@@ -85,6 +85,10 @@ describe('parseConfig', () => {
     expect(errorOf(base.replace('http://127.0.0.1:8080', 'https://mcp.example.com'))).toContain('oauth.provider: "dev" signs anyone in and is only allowed when the issuer is on loopback');
   });
 
+  it('refuses allowed_groups rather than ignore a restriction it cannot check', () => {
+    expect(errorOf(base.replace('  issuer: http://127.0.0.1:8080', '  issuer: http://127.0.0.1:8080\n  allowed_groups: [eng@example.com]'))).toContain('oauth.allowed_groups is not supported yet');
+  });
+
   it('requires upstream client credentials for google', () => {
     expect(errorOf(base.replace('http://127.0.0.1:8080', 'https://mcp.example.com\n  provider: google'))).toContain('oauth.client_id and oauth.client_secret are required');
   });

@@ -34,6 +34,19 @@ describe('rate limits', () => {
   });
 });
 
+describe('per-client limits', () => {
+  it('/token counts each registered client across IPs: 429 past the limit, even from fresh addresses', async () => {
+    const limited = parseConfig('oauth:\n  issuer: http://127.0.0.1:9\n  provider: dev\n  rate_limits: { token: 3 }\nroutes:\n  - { path: /demo, type: stdio, command: [node, x.js] }\n', {});
+    const app = createOAuthApp({ config: limited, store, keys: await loadKeySet(store, systemClock), clock: systemClock, log: silentLogger });
+    const clientId = ((await (await register(app, '192.0.2.1')).json()) as { client_id: string }).client_id;
+    const token = (ip: string) => app(new Request('http://127.0.0.1:9/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=refresh_token&refresh_token=x&client_id=${clientId}` }), { clientIp: ip });
+    for (const ip of ['192.0.2.10', '192.0.2.11', '192.0.2.12']) expect((await token(ip)).status).toBe(400);
+    const refused = await token('192.0.2.13');
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+  });
+});
+
 describe('a failing store', () => {
   it('answers 503 temporarily_unavailable with Retry-After, on every endpoint that needs it', async () => {
     const broken = await openSqliteStore({ file: ':memory:', clock: systemClock });
