@@ -17,7 +17,12 @@ const MEASURES: Array<[keyof Sample, string]> = [
 ];
 
 export async function soakPng(samples: readonly Sample[]): Promise<Buffer> {
-  const values = samples.flatMap((s) => MEASURES.filter(([key]) => s[key] !== null).map(([key, label]) => ({ t: s.t, phase: s.phase, measure: label, value: s[key] })));
+  // A segment per stretch of one phase, so the two rests are not drawn as one line.
+  let segment = 0;
+  const values = samples.flatMap((s, i) => {
+    if (i > 0 && samples[i - 1]!.phase !== s.phase) segment++;
+    return MEASURES.filter(([key]) => s[key] !== null).map(([key, label]) => ({ t: s.t, phase: s.phase, segment, measure: label, value: s[key] }));
+  });
   const spec: TopLevelSpec = {
     data: { values },
     facet: { row: { field: 'measure', type: 'nominal', sort: MEASURES.map(([, label]) => label), title: null, header: { labelAngle: 0, labelAlign: 'left', labelFontSize: 12 } } },
@@ -27,8 +32,9 @@ export async function soakPng(samples: readonly Sample[]): Promise<Buffer> {
       mark: { type: 'line', point: { size: 12 } },
       encoding: {
         x: { field: 't', type: 'quantitative', title: 'seconds since the load started' },
-        y: { field: 'value', type: 'quantitative', title: null },
+        y: { field: 'value', type: 'quantitative', title: null, axis: { format: '~s', tickMinStep: 1 } },
         color: { field: 'phase', type: 'nominal', title: 'phase' },
+        detail: { field: 'segment', type: 'nominal' },
       },
     },
     resolve: { scale: { y: 'independent' } },

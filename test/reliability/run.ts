@@ -10,13 +10,13 @@ import { runSoak, type SoakResult } from './soak.ts';
 // zero zombies; all of them also run in `npm test`) and the soak (not in `npm test`), and
 // writes test/reliability/RESULTS.md, soak.png and soak.json.
 //   --minutes N   soak length (default 5)    --workers N   concurrent clients (default 6)
-//   --no-suites   soak only
+//   --no-suites   soak only                 --plot-only   redraw soak.png from soak.json
 
 const ROOT = join(import.meta.dirname, '../..');
 const OUT = import.meta.dirname;
 const SUITES = ['test/hostile', 'test/properties', 'test/route/faults.test.ts', 'test/route/zombies.test.ts', 'test/route/resume.test.ts', 'test/oauth/races.test.ts', 'test/oauth/faults.test.ts', 'test/oauth/client-metadata.test.ts', 'test/store'];
 
-const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '5' }, workers: { type: 'string', default: '6' }, 'no-suites': { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '5' }, workers: { type: 'string', default: '6' }, 'no-suites': { type: 'boolean', default: false }, 'plot-only': { type: 'boolean', default: false } } });
 
 interface FileResult {
   file: string;
@@ -61,6 +61,12 @@ function verdicts(soak: SoakResult) {
 const WARMUP_S = 30;
 
 async function main() {
+  if (args['plot-only']) {
+    // Redraw soak.png from soak.json (after a change to the chart), without running anything.
+    const soak = JSON.parse(readFileSync(join(OUT, 'soak.json'), 'utf8')) as SoakResult;
+    writeFileSync(join(OUT, 'soak.png'), await soakPng(soak.samples));
+    return;
+  }
   const minutes = Number(args.minutes);
   const workers = Number(args.workers);
   const suites = args['no-suites'] ? undefined : runSuites();
