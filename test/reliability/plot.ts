@@ -32,7 +32,7 @@ export async function soakPng(samples: readonly Sample[]): Promise<Buffer> {
       mark: { type: 'line', point: { size: 12 } },
       encoding: {
         x: { field: 't', type: 'quantitative', title: 'seconds since the load started' },
-        y: { field: 'value', type: 'quantitative', title: null, axis: { format: ',', tickMinStep: 1 } },
+        y: { field: 'value', type: 'quantitative', title: null, axis: { format: ',d', tickMinStep: 1 } },
         color: { field: 'phase', type: 'nominal', title: 'phase' },
         detail: { field: 'segment', type: 'nominal' },
       },
