@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Handler, RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
@@ -141,6 +142,25 @@ export function serveHandler(handler: Handler, options: ServeOptions): Promise<R
     { keepAliveTimeout: 65_000, requestTimeout, headersTimeout: Math.min(requestTimeout, 60_000), connectionsCheckingInterval: Math.min(requestTimeout, 30_000) / 2 },
     toNodeListener(handler, options),
   );
+  // Connections with no request in flight, which close() ends at once, and those whose last
+  // answer goes out during the drain. Node's own closeIdleConnections() leaves a connection
+  // that never sent a request (a client's spare socket), or that goes idle after it was
+  // called, open until a timeout, holding shutdown for the whole drain period.
+  const sockets = new Set<Socket>();
+  const busy = new Set<Socket>();
+  let closing = false;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    busy.add(req.socket);
+    res.once('close', () => {
+      busy.delete(req.socket);
+      // Shutting down: a connection whose last answer just went out is not kept alive.
+      if (closing) req.socket.end();
+    });
+  });
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new PortInUseError(options.host, options.port) : err));
     server.listen(options.port, options.host, () => {
@@ -151,8 +171,10 @@ export function serveHandler(handler: Handler, options: ServeOptions): Promise<R
         server,
         close: async () => {
           // In-flight requests get a grace period to finish (SIGTERM drain); then they're cut.
+          closing = true;
           const closed = new Promise<void>((done) => server.close(() => done()));
           server.closeIdleConnections();
+          for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
           const force = setTimeout(() => server.closeAllConnections(), options.drainMs ?? 5000);
           await closed;
           clearTimeout(force);
