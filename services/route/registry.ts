@@ -1,0 +1,142 @@
+import type { RouteConfig } from '../../lib/config/config.ts';
+import type { Clock } from '../../lib/clock.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Backend } from '../../lib/mcp/backend.ts';
+import { startHttpBackend } from '../../lib/mcp/http-backend.ts';
+import type { JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
+import { McpSession } from '../../lib/mcp/session.ts';
+import { startStdioChild } from '../../lib/mcp/stdio-child.ts';
+import { randomToken } from '../../lib/random.ts';
+import type { Store } from '../../lib/store/store.ts';
+import type { AccessTokenClaims } from '../../lib/tokens/access-token.ts';
+
+// A route's sessions: the ones this instance holds (each with its backend: a child process or
+// an HTTP MCP server), their records in the store (written once, refreshed every
+// idle_timeout/2), and resumption of a session another instance started, from its record.
+
+/** What the store keeps of a session, so any instance can carry it on. */
+export interface SessionRecord {
+  [key: string]: unknown;
+  route: string;
+  userSub: string;
+  email: string | null;
+  clientId: string;
+  protocolVersion: string;
+  initializeParams: unknown;
+  createdAt: number;
+  lastSeen: number;
+}
+
+export interface SessionRegistryDeps {
+  readonly route: RouteConfig;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly keepaliveMs?: number;
+}
+
+export function createSessionRegistry(deps: SessionRegistryDeps) {
+  const { route, log } = deps;
+  const sessions = new Map<string, McpSession>();
+
+  const startBackend = (session: McpSession): Backend => {
+    const events = { message: (m: JsonRpcMessage) => session.receive(m), closed: (reason: string) => void session.end(reason) };
+    const backendLog = log.child({ session: session.id });
+    if (route.type === 'stdio') {
+      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, log: backendLog }, events);
+    }
+    return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, log: backendLog }, events);
+  };
+
+  const openSession = (claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>, id = randomToken(24), legacy = false): McpSession => {
+    const session = new McpSession({
+      id,
+      legacy,
+      userSub: claims.sub,
+      clientId: claims.client_id,
+      log,
+      requestTimeoutMs: route.timeout,
+      keepaliveMs: deps.keepaliveMs ?? 15_000,
+      // The audit trail: who called which tool, how long it took, how it ended. Never arguments or results.
+      onToolCall: (call) => log.info('tools/call', { audit: true, session: id, user: claims.sub, client: claims.client_id, route: route.path, ...call }),
+      onEnd: (s) => {
+        sessions.delete(s.id);
+        recordedAt.delete(s.id);
+        // The record stays: another instance (or this one, restarted) may carry the session on.
+        // Only the client's DELETE forgets it; otherwise it expires after idle_timeout.
+        log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
+      },
+    });
+    session.backend = startBackend(session);
+    sessions.set(session.id, session);
+    return session;
+  };
+
+  /** When each session's record was last written: refreshed at most every idle_timeout/2. */
+  const recordedAt = new Map<string, number>();
+  const records = new Map<string, SessionRecord>();
+
+  const recordSession = async (session: McpSession, claims: Pick<AccessTokenClaims, 'sub' | 'client_id'> & { email?: string }) => {
+    const now = deps.clock.now();
+    const record: SessionRecord = {
+      route: route.path,
+      userSub: claims.sub,
+      email: claims.email ?? null,
+      clientId: claims.client_id,
+      protocolVersion: session.protocolVersion,
+      initializeParams: session.initializeParams ?? null,
+      createdAt: records.get(session.id)?.createdAt ?? now,
+      lastSeen: now,
+    };
+    records.set(session.id, record);
+    recordedAt.set(session.id, now);
+    // One write per session start and per idle_timeout/2, never per call; a store outage must
+    // not break the session itself, only its resumption elsewhere.
+    await deps.store.put('mcpSessions', session.id, record, { expiresAt: now + route.idleTimeout }).catch((err: unknown) => log.warn('could not record the session', { error: String(err) }));
+  };
+
+  const touch = (session: McpSession) => {
+    const last = recordedAt.get(session.id);
+    const record = records.get(session.id);
+    if (last === undefined || !record || deps.clock.now() - last < route.idleTimeout / 2) return;
+    void recordSession(session, { sub: record.userSub, client_id: record.clientId, email: record.email ?? undefined });
+  };
+
+  /** Single flight per (session, user): concurrent requests for a session being resumed wait for one resumption. */
+  const resuming = new Map<string, Promise<McpSession | undefined>>();
+
+  const resume = async (id: string, sub: string): Promise<McpSession | undefined> => {
+    // The only store read on a request path, and only for a session this instance doesn't hold.
+    const record = await deps.store.get<SessionRecord>('mcpSessions', id);
+    if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
+    const session = openSession({ sub: record.userSub, client_id: record.clientId }, id);
+    session.protocolVersion = record.protocolVersion;
+    session.initializeParams = record.initializeParams;
+    records.set(id, record);
+    recordedAt.set(id, deps.clock.now());
+    try {
+      await session.initializeBackend(record.initializeParams);
+    } catch (err) {
+      await session.end('could not resume the session');
+      throw err;
+    }
+    log.info('session resumed', { session: id, user: sub, client: record.clientId });
+    return session;
+  };
+
+  const sessionFor = async (id: string | null, claims: AccessTokenClaims): Promise<McpSession | undefined> => {
+    if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
+    const live = sessions.get(id);
+    // Another user's session looks exactly like a missing one: nothing about it leaks.
+    if (live) return live.userSub === claims.sub ? live : undefined;
+    const key = `${id}\n${claims.sub}`;
+    let pending = resuming.get(key);
+    if (!pending) {
+      pending = resume(id, claims.sub).finally(() => resuming.delete(key));
+      resuming.set(key, pending);
+    }
+    return pending;
+  };
+
+  return { sessions, openSession, recordSession, touch, sessionFor };
+}
