@@ -1,4 +1,5 @@
 import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
+import { requestUrl } from '../lib/http/types.ts';
 
 // The Functions Framework hands us Express objects; our handlers speak web-standard
 // Request/Response. The framework has already read the body (rawBody), so it is passed on as is.
@@ -9,8 +10,9 @@ export function toWebRequest(req: ExpressRequest): Request {
     if (Array.isArray(value)) for (const v of value) headers.append(name, v);
     else if (value !== undefined) headers.set(name, value);
   }
-  const host = req.headers['x-forwarded-host'] ?? req.headers.host ?? 'localhost';
-  const url = `https://${Array.isArray(host) ? host[0] : host}${req.originalUrl ?? req.url}`;
+  const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+  // Throws for a Host that is not a host; the Functions entry answers that with a 400.
+  const url = requestUrl(Array.isArray(host) ? host[0] : host, req.originalUrl ?? req.url, 'https');
   const raw = (req as ExpressRequest & { rawBody?: Buffer }).rawBody;
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && raw !== undefined;
   return new Request(url, { method: req.method, headers, body: hasBody ? new Uint8Array(raw) : undefined });

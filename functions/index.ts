@@ -32,7 +32,14 @@ export async function serveOAuth(req: ExpressRequest, res: ExpressResponse): Pro
   const handler = await app;
   const forwarded = req.headers['x-forwarded-for'];
   const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
-  await writeWebResponse(await handler(toWebRequest(req), { clientIp }), res);
+  let request: Request;
+  try {
+    request = toWebRequest(req);
+  } catch {
+    res.status(400).json({ error: 'invalid_request', error_description: 'malformed Host or request target' });
+    return;
+  }
+  await writeWebResponse(await handler(request, { clientIp }), res);
 }
 
 ff.http('oauth', serveOAuth);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Handler, RequestContext } from './types.ts';
+import { requestUrl, type Handler, type RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
 // The node:http adapter: a few lines between Node's server and the web-standard handlers.
@@ -57,10 +57,10 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, body: Buffer | undefined): Request {
+function toRequest(req: IncomingMessage, signal: AbortSignal, body: Buffer | undefined): Request {
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  return new Request(base + req.url, { method: req.method, headers, signal, body: body && body.length ? (new Uint8Array(body.buffer, body.byteOffset, body.length) as Uint8Array<ArrayBuffer>) : undefined });
+  return new Request(requestUrl(req.headers.host, req.url, 'http'), { method: req.method, headers, signal, body: body && body.length ? (new Uint8Array(body.buffer, body.byteOffset, body.length) as Uint8Array<ArrayBuffer>) : undefined });
 }
 
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
@@ -108,13 +108,12 @@ export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'lo
     const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
     const traceHeader = req.headers['x-cloud-trace-context'];
     const ctx: RequestContext = { clientIp, trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
-    const base = `http://${req.headers.host ?? 'localhost'}`;
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
     (hasBody ? readBody(req) : Promise.resolve(undefined))
       .then((body) => {
         let request: Request;
         try {
-          request = toRequest(req, base, abort.signal, body);
+          request = toRequest(req, abort.signal, body);
         } catch {
           res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
           return undefined;

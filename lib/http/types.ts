@@ -16,3 +16,20 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
     headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...Object.fromEntries(new Headers(headers)) },
   });
 }
+
+const HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * A request's URL from its Host header and request target: the path and query of the target,
+ * in origin or absolute form (RFC 9112 §3.2.2: an absolute form's host is not ours to route
+ * by), on the Host's host. A Host that is not a host (a path smuggled into it) throws.
+ */
+export function requestUrl(host: string | undefined, target: string | undefined, scheme: 'http' | 'https'): string {
+  const authority = host ?? 'localhost';
+  if (!HOST.test(authority)) throw new Error('malformed Host');
+  const path = target ?? '/';
+  if (path.startsWith('/')) return `${scheme}://${authority}${path}`;
+  const absolute = new URL(path);
+  if (absolute.protocol !== 'http:' && absolute.protocol !== 'https:') throw new Error('malformed request target');
+  return `${scheme}://${authority}${absolute.pathname}${absolute.search}`;
+}

@@ -88,6 +88,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
 
   /** The POSTed JSON-RPC message or batch, or the error answer for a body that isn't one. */
   const readMessages = async (req: Request, cors: Record<string, string>): Promise<{ messages: JsonRpcMessage[]; batch: boolean } | Response> => {
+    // Both transports: a text/plain POST is what a web page can send without a preflight.
+    if (!(req.headers.get('content-type') ?? '').toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
     const text = await readBodyLimited(req, MAX_BODY_BYTES);
     if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
     let parsed: unknown;
@@ -104,8 +106,6 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   };
 
   const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
-    const type = req.headers.get('content-type') ?? '';
-    if (!type.toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
     const body = await readMessages(req, cors);
     if (body instanceof Response) return body;
     const { messages: valid, batch } = body;
@@ -242,7 +242,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
         if (!session || session.userSub !== claims.sub) {
           // Held by another instance (or none): forget the record so nobody resumes it.
           const record = id && /^[A-Za-z0-9_-]{16,64}$/.test(id) ? await deps.store.get<SessionRecord>('mcpSessions', id) : undefined;
-          if (!record || record.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
+          // A record belongs to its user and its route: another route never forgets it.
+          if (!record || record.userSub !== claims.sub || record.route !== route.path) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
           await deps.store.delete('mcpSessions', id!);
           return new Response(null, { status: 204, headers: cors });
         }

@@ -1,0 +1,48 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cli/dev-backend.ts';
+import { exitOf } from '../support/stack-process.ts';
+
+// The Cloud Function entry (functions/index.ts) under the real Functions Framework, the way
+// Cloud Functions gen2 runs it: the same authorization server behind Express.
+
+const ROOT = join(import.meta.dirname, '../..');
+const FRAMEWORK = join(ROOT, 'node_modules/@google-cloud/functions-framework/build/src/main.js');
+let child: ChildProcess;
+let base = '';
+
+beforeAll(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-front-ff-'));
+  writeFileSync(join(dir, 'config.yaml'), `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dir}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n`);
+  child = spawn(process.execPath, [FRAMEWORK, '--target=oauth', '--source=functions/index.ts', `--port=${port}`], { cwd: ROOT, env: { ...process.env, MCP_FRONT_CONFIG: join(dir, 'config.yaml') }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => (output += t));
+  child.stderr!.setEncoding('utf8').on('data', (t: string) => (output += t));
+  for (let i = 0; i < 150 && !output.includes('Serving function'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(output).toContain('Serving function');
+}, 30_000);
+
+afterAll(async () => {
+  child?.kill('SIGTERM');
+  if (child) await exitOf(child);
+});
+
+describe('the oauth Cloud Function under the Functions Framework', () => {
+  it('serves the metadata and registers a client', async () => {
+    const metadata = (await (await fetch(`${base}/.well-known/oauth-authorization-server`)).json()) as { issuer: string };
+    expect(metadata.issuer).toBe(base);
+    const registered = await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:1/cb'] }) });
+    expect(registered.status).toBe(201);
+  });
+
+  it('refuses a forwarded Host that carries a path (it must never steer routing)', async () => {
+    const res = await fetch(`${base}/.well-known/oauth-authorization-server`, { headers: { 'x-forwarded-host': 'x/token?' } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe('invalid_request');
+  });
+});
