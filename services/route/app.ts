@@ -32,6 +32,8 @@ export interface RouteService {
   /** Lets calls in flight finish (up to `drainMs`), then ends every session and child; resolves once all are gone. */
   close(drainMs?: number): Promise<void>;
   sessionCount(): number;
+  /** Everything held in memory about sessions (live ones, their records, resumptions): zero when none is live. */
+  heldEntries(): number;
   /** Child pids of live stdio sessions (tests check none outlives its session). */
   childPids(): number[];
 }
@@ -276,6 +278,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       await Promise.all([...sessions.values()].map((s) => s.end('the gateway is shutting down')));
     },
     sessionCount: () => sessions.size,
+    heldEntries: registry.heldEntries,
     childPids: () => [...sessions.values()].flatMap((s) => (s.backend?.pid ? [s.backend.pid] : [])),
   };
 }

@@ -62,8 +62,9 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       onEnd: (s) => {
         sessions.delete(s.id);
         recordedAt.delete(s.id);
-        // The record stays: another instance (or this one, restarted) may carry the session on.
-        // Only the client's DELETE forgets it; otherwise it expires after idle_timeout.
+        records.delete(s.id);
+        // The record in the store stays: another instance (or this one, restarted) may carry the
+        // session on. Only the client's DELETE forgets it; otherwise it expires after idle_timeout.
         log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
       },
     });
@@ -138,5 +139,8 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     return pending;
   };
 
-  return { sessions, openSession, recordSession, touch, sessionFor };
+  /** What this instance keeps in memory about sessions, all told: zero once every session ended (the soak found a leak here). */
+  const heldEntries = () => sessions.size + records.size + recordedAt.size + resuming.size;
+
+  return { sessions, openSession, recordSession, touch, sessionFor, heldEntries };
 }

@@ -76,6 +76,24 @@ describe('stdio route', () => {
     await client.close();
   });
 
+  it('holds nothing in memory about sessions once they ended, however they ended (a leak the soak found)', async () => {
+    for (let i = 0; i < 4; i++) {
+      const { client, transport } = await route.connect();
+      await client.callTool({ name: 'echo', arguments: { text: 'x' } });
+      await transport.terminateSession();
+      await client.close();
+    }
+    // A legacy SSE session, ended by the client dropping its stream.
+    const auth = { authorization: `Bearer ${await route.token({ aud: `${route.issuer}/demo/sse` })}` };
+    const sse = new SSEClientTransport(new URL(`${route.issuer}/demo/sse`), { requestInit: { headers: auth }, eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...auth } }) } });
+    const legacy = new Client({ name: 't', version: '1' });
+    await legacy.connect(sse);
+    await legacy.callTool({ name: 'echo', arguments: { text: 'y' } });
+    await legacy.close();
+    expect(await until(() => route.service.sessionCount() === 0)).toBe(true);
+    expect(route.service.heldEntries()).toBe(0);
+  });
+
   it('refuses a session id used by another user, without forwarding anything', async () => {
     const { client, transport } = await route.connect();
     const other = await route.token({ sub: 'dev:mallory@example.com' });
