@@ -55,11 +55,12 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
   };
 
   const openServerStream = async () => {
+    if (closed) return; // the session ended while its initialize was answered
     const abort = new AbortController();
     streams.add(abort);
     try {
       const res = await fetch(options.url, { method: 'GET', headers: await headersFor('text/event-stream'), signal: abort.signal });
-      if (!res.ok || !res.body) {
+      if (!res.ok || !res.body || closed) {
         await res.body?.cancel();
         return; // 405: the server has no stream for us, which the spec allows.
       }

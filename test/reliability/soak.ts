@@ -80,9 +80,35 @@ function quantile(sorted: readonly number[], q: number): number {
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const fdCount = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
-/** Open fds by kind (socket, pipe, anon_inode:[eventfd], a file path …): where growth would show. */
+const TCP_STATES: Record<string, string> = { '01': 'established', '06': 'time-wait', '08': 'close-wait', '0A': 'listening' };
+
+/** TCP sockets by inode, named by state and direction (from /proc/net/tcp and tcp6): what a socket fd is. */
+function tcpSockets(pid: number): Map<string, string> {
+  const rows: Array<{ inode: string; state: string; local: number; remote: number }> = [];
+  for (const table of ['tcp', 'tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      rows.push({ inode: f[9]!, state: TCP_STATES[f[3]!] ?? f[3]!, local: parseInt(f[1]!.split(':')[1]!, 16), remote: parseInt(f[2]!.split(':')[1]!, 16) });
+    }
+  }
+  const listening = new Set(rows.filter((r) => r.state === 'listening').map((r) => r.local));
+  // Ephemeral ports are left out so equal kinds add up; the well-known side is named.
+  return new Map(
+    rows.map((r) => [r.inode, r.state === 'listening' ? `tcp listening :${r.local}` : listening.has(r.local) ? `tcp ${r.state} in to :${r.local}` : `tcp ${r.state} out to :${r.remote}`]),
+  );
+}
+
+/** Open fds by kind (TCP by state and port, pipe, anon_inode:[eventfd], a file path …): where growth would show. */
 export function fdKinds(pid: number): Record<string, number> {
   const kinds: Record<string, number> = {};
+  const tcp = tcpSockets(pid);
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     let target: string;
     try {
@@ -90,7 +116,8 @@ export function fdKinds(pid: number): Record<string, number> {
     } catch {
       continue;
     }
-    const kind = target.replace(/:\[\d+\]$/, '').replace(/^\/tmp\/[^/]+\//, '<data dir>/');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    const kind = (inode && tcp.get(inode)) || target.replace(/:\[\d+\]$/, '').replace(/^\/tmp\/[^/]+\//, '<data dir>/');
     kinds[kind] = (kinds[kind] ?? 0) + 1;
   }
   return kinds;
@@ -205,9 +232,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       sample('rest');
       await new Promise((resolve) => setTimeout(resolve, options.sampleMs));
     }
+    // Open fds are counted before the inspector connection the GC needs; RSS after the GC.
+    const fds = fdKinds(stack.pid);
+    const fdCount = Object.values(fds).reduce((a, b) => a + b, 0);
     if (inspector) await collectGarbage(inspector);
     sample('rest');
-    return { sample: samples.at(-1)!, fds: fdKinds(stack.pid) };
+    return { sample: { ...samples.at(-1)!, fds: fdCount }, fds };
   };
   const load = async (phase: 'warm-up' | 'load', ms: number) => {
     sample(phase);
@@ -221,6 +251,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     clearInterval(sampler);
   };
 
+  // The sign-ins above left the driver's keep-alive connections open: not the server's own.
+  await dropClientConnections();
+  await new Promise((resolve) => setTimeout(resolve, 500));
   const before = { sample: (sample('rest'), samples.at(-1)!), fds: fdKinds(stack.pid) };
   await load('warm-up', options.warmupMs);
   const baseline = await rest();
