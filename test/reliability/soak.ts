@@ -149,7 +149,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   async function session(worker: number, n: number): Promise<void> {
     const path = n % 2 === 0 ? '/demo' : '/demo-http';
     const kind = n % 3 === 0 ? 'sse' : 'mcp';
-    const vanish = n % 10 === 7;
+    // One session in ten, on both route kinds (n is odd for /demo-http, even for /demo).
+    const vanish = n % 20 === 7 || n % 20 === 14;
     const auth = { authorization: `Bearer ${tokens[`${path}/${kind}`]}` };
     const transport =
       kind === 'mcp'
@@ -259,7 +260,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const baseline = await rest();
   await load('load', options.durationMs - options.warmupMs);
   const end = await rest();
-  if (process.env.SOAK_DEBUG) for (const p of descendantsOf(stack.pid)) log(`left at rest: ${p.pid} ppid=${p.ppid} ${p.state} ${readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`);
+  if (process.env.SOAK_DEBUG) {
+    for (const p of descendantsOf(stack.pid)) log(`left at rest: ${p.pid} ppid=${p.ppid} ${p.state} ${readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`);
+    // Sessions the server started and never ended, by its own log lines.
+    const lines = stack.output().split('\n');
+    const ended = new Set(lines.filter((l) => l.includes('"session ended"')).map((l) => /"session":"([^"]+)"/.exec(l)?.[1]));
+    for (const l of lines) if (l.includes('"session started"') && !ended.has(/"session":"([^"]+)"/.exec(l)?.[1])) log(`never ended: ${l.slice(0, 300)}`);
+    for (const l of lines) if (l.includes('"level":"warn"') || l.includes('"level":"error"')) log(`server said: ${l.slice(0, 300)}`);
+  }
   const everything = descendantsOf(stack.pid).map((p) => p.pid);
   const exitCode = await stack.stop();
   await new Promise((resolve) => setTimeout(resolve, 500));
