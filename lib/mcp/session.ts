@@ -32,6 +32,12 @@ export interface SessionOptions extends SessionInfo {
 /** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
 const BACKLOG_MAX = 1000;
 
+/** The session's open GET (or legacy SSE) stream. */
+interface OpenStream {
+  readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  readonly keepalive: NodeJS.Timeout;
+}
+
 export class McpSession implements SessionInfo {
   readonly id: string;
   readonly userSub: string;
@@ -43,7 +49,7 @@ export class McpSession implements SessionInfo {
   readonly #options: SessionOptions;
   readonly #byId = new Map<JsonRpcId, Exchange>();
   readonly #open = new Set<Exchange>();
-  #stream?: { controller: ReadableStreamDefaultController<Uint8Array>; keepalive: NodeJS.Timeout };
+  #stream?: OpenStream;
   readonly #backlog: JsonRpcMessage[] = [];
   /** Legacy transport: requests not answered yet, failed with an error if the session ends. */
   readonly #legacyPending = new Set<JsonRpcId>();
@@ -177,9 +183,13 @@ export class McpSession implements SessionInfo {
         this.#stream = { controller, keepalive };
         for (const m of this.#backlog.splice(0)) controller.enqueue(encodeEvent(JSON.stringify(m), { event: 'message' }));
       },
-      cancel: () => this.#closeStream(),
+      cancel: () => this.#closeStream(mine),
     });
-    signal.addEventListener('abort', () => this.#closeStream(), { once: true });
+    const mine = this.#stream;
+    // A client that went away before we got here never fires 'abort': the stream would hold
+    // the session busy (never reaped) forever.
+    if (signal.aborted) queueMicrotask(() => this.#closeStream(mine));
+    else signal.addEventListener('abort', () => this.#closeStream(mine), { once: true });
     return new Response(stream, { status: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
   }
 
@@ -190,7 +200,8 @@ export class McpSession implements SessionInfo {
   openLegacyStream(signal: AbortSignal, endpoint: string, headers: Record<string, string>): Response {
     const response = this.openStream(signal, headers);
     this.#stream!.controller.enqueue(encodeEvent(endpoint, { event: 'endpoint' }));
-    signal.addEventListener('abort', () => void this.end('the SSE client disconnected'), { once: true });
+    if (signal.aborted) queueMicrotask(() => void this.end('the SSE client disconnected'));
+    else signal.addEventListener('abort', () => void this.end('the SSE client disconnected'), { once: true });
     return response;
   }
 
@@ -236,8 +247,9 @@ export class McpSession implements SessionInfo {
     if (this.#backlog.length > BACKLOG_MAX) this.#backlog.shift();
   }
 
-  #closeStream(): void {
-    if (!this.#stream) return;
+  /** Closes the current stream; given one, only if it is still the current one (a replaced stream's late abort must not close its successor). */
+  #closeStream(which?: OpenStream): void {
+    if (!this.#stream || (which !== undefined && which !== this.#stream)) return;
     clearInterval(this.#stream.keepalive);
     try {
       this.#stream.controller.close();

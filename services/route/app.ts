@@ -249,8 +249,10 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
           await deps.store.delete('mcpSessions', id!);
           return new Response(null, { status: 204, headers: cors });
         }
-        await session.end('the client ended the session');
+        // The record goes first: a request still in flight for this session (the client's GET
+        // stream) must find nothing to resume once the session is over.
         await deps.store.delete('mcpSessions', session.id);
+        await session.end('the client ended the session');
         return new Response(null, { status: 204, headers: cors });
       }
       default:

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../lib/log.ts';
+import { McpSession } from '../../lib/mcp/session.ts';
+
+// The bookkeeping of a session's GET stream, which decides whether an idle session may be
+// reaped: a stream whose client left must never keep a session busy.
+
+function session(legacy = false) {
+  const ended: string[] = [];
+  const s = new McpSession({ id: 's1', userSub: 'u', clientId: 'c', log: silentLogger, requestTimeoutMs: 5_000, keepaliveMs: 60_000, legacy, onEnd: () => ended.push('ended') });
+  s.backend = { send: async () => undefined, close: async () => undefined };
+  return { s, ended };
+}
+
+describe('session streams', () => {
+  it('a GET stream whose client left before it was opened does not keep the session busy', async () => {
+    const { s } = session();
+    const gone = new AbortController();
+    gone.abort();
+    s.openStream(gone.signal, {});
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(s.busy).toBe(false);
+  });
+
+  it('a legacy SSE stream whose client left before it was opened ends the session', async () => {
+    const { s, ended } = session(true);
+    const gone = new AbortController();
+    gone.abort();
+    s.openLegacyStream(gone.signal, '/demo/message?session=s1', {});
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(ended).toEqual(['ended']);
+  });
+
+  it("a replaced stream's late abort does not close the stream that replaced it", async () => {
+    const { s } = session();
+    const first = new AbortController();
+    s.openStream(first.signal, {});
+    s.openStream(new AbortController().signal, {});
+    first.abort();
+    expect(s.busy).toBe(true);
+  });
+});
