@@ -55,11 +55,11 @@ class FirestoreStore implements Store {
   }
 
   async get<T extends Doc>(collection: Collection, id: string): Promise<T | undefined> {
-    return this.#live<T>(await guard(this.#ref(collection, id).get()));
+    return this.#live<T>(await guard(this.#track(this.#ref(collection, id).get())));
   }
 
   async put(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<void> {
-    await guard(this.#ref(collection, id).set(this.#stored(doc, options)));
+    await guard(this.#track(this.#ref(collection, id).set(this.#stored(doc, options))));
   }
 
   async create(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<boolean> {
@@ -71,11 +71,11 @@ class FirestoreStore implements Store {
   }
 
   async delete(collection: Collection, id: string): Promise<void> {
-    await guard(this.#ref(collection, id).delete());
+    await guard(this.#track(this.#ref(collection, id).delete()));
   }
 
   async find<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
-    const snapshot = await guard(this.#db.collection(this.#prefix + collection).where(field, '==', value).limit(limit).get());
+    const snapshot = await guard(this.#track(this.#db.collection(this.#prefix + collection).where(field, '==', value).limit(limit).get()));
     return snapshot.docs.flatMap((d) => {
       const doc = this.#live<T>(d);
       return doc ? [{ id: decodeId(d.id), doc }] : [];
@@ -110,14 +110,31 @@ class FirestoreStore implements Store {
       },
       { maxAttempts: 10 },
     );
-    return guard(attempt, TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
+    return guard(this.#track(attempt), TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
   }
 
   async ping(): Promise<void> {
-    await guard(this.#db.collection(`${this.#prefix}keys`).doc('ping').get());
+    await guard(this.#track(this.#db.collection(`${this.#prefix}keys`).doc('ping').get()));
+  }
+
+  /** SDK calls still running, abandoned at their deadline included: close() lets them settle. */
+  readonly #inflight = new Set<Promise<unknown>>();
+
+  #track<T>(operation: Promise<T>): Promise<T> {
+    this.#inflight.add(operation);
+    operation.then(
+      () => this.#inflight.delete(operation),
+      () => this.#inflight.delete(operation),
+    );
+    return operation;
   }
 
   async close(): Promise<void> {
+    // Terminating under a call the SDK is still retrying makes that retry reject with nobody
+    // listening (an unhandled rejection): give such calls a bounded moment to finish first.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.#inflight]), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
     await this.#db.terminate();
   }
 }
@@ -130,6 +147,9 @@ function encodeId(id: string): string {
 function decodeId(id: string): string {
   return id.startsWith('~') ? Buffer.from(id.slice(1), 'base64url').toString() : id;
 }
+
+/** How long close() waits for calls still in flight. */
+const CLOSE_GRACE_MS = 5_000;
 
 /** Bounds every call by a deadline and turns "backend not answering" into StoreUnavailableError. */
 async function guard<T>(operation: Promise<T>, deadlineMs = DEADLINE_MS, onDeadline?: () => void): Promise<T> {
