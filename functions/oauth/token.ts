@@ -1,7 +1,7 @@
 import { json } from '../../lib/http/types.ts';
-import { authenticateClient, findClient, markClientUsed } from '../../lib/oauth/clients.ts';
+import { authenticateClient, markClientUsed } from '../../lib/oauth/clients.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
-import { peekGrant, redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
 import { askUpstream } from '../../lib/oauth/recheck.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
@@ -29,15 +29,13 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
     issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource });
     // The client completed a grant: its registration no longer expires.
-    const fresh = client.metadataDocument ? undefined : await findClient(deps.store, client.clientId);
-    if (fresh) await markClientUsed(deps.store, deps.clock, fresh);
+    await markClientUsed(deps.store, deps.clock, client);
   } else if (grantType === 'refresh_token') {
     const refreshToken = form.get('refresh_token');
     if (!refreshToken) throw new OAuthError('invalid_request', 400, 'refresh_token is required');
     const oauth = deps.config.oauth;
-    // Ask the identity provider about the user again (outside the transaction: it is a network call).
-    const peeked = await peekGrant(deps.store, refreshToken, client.clientId);
-    const upstream = peeked ? await askUpstream(deps, peeked) : undefined;
+    // Ask the identity provider about the user again, when due.
+    const upstream = await askUpstream(deps, refreshToken, client.clientId);
     // Between re-checks, the config may still have changed since sign-in (a domain removed, an
     // allow list shortened): checked against what the provider last said.
     const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });

@@ -2,7 +2,8 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { OAuthError } from './errors.ts';
-import type { GrantRecord, UpstreamVerdict } from './grants.ts';
+import { peekGrant, type UpstreamVerdict } from './grants.ts';
+import type { Store } from '../store/store.ts';
 import type { Recheck } from './providers/oidc.ts';
 import { admitFor, signInFor } from './providers/upstream.ts';
 import { sealer } from './sealed.ts';
@@ -13,9 +14,13 @@ import { sealer } from './sealed.ts';
 // sign-in. A provider that can't be reached is a 503 (the grant is kept); one that refuses the
 // credential, or a user the policy no longer admits, ends the grant.
 
-export async function askUpstream(deps: { config: Config; clock: Clock; log: Logger }, grant: GrantRecord): Promise<UpstreamVerdict | undefined> {
+export async function askUpstream(deps: { config: Config; store: Store; clock: Clock; log: Logger }, refreshToken: string, clientId: string): Promise<UpstreamVerdict | undefined> {
   const oauth = deps.config.oauth;
-  if (oauth.provider === 'dev' || !grant.upstream || !oauth.clientSecret) return undefined;
+  // Nothing to ask (and so nothing to read) when the provider can't be asked again.
+  if (oauth.provider === 'dev' || !oauth.clientSecret) return undefined;
+  // Read outside the refresh transaction: the question is a network call.
+  const grant = await peekGrant(deps.store, refreshToken, clientId);
+  if (!grant?.upstream) return undefined;
   const now = deps.clock.now();
   if (grant.upstreamCheckedAt !== undefined && now - grant.upstreamCheckedAt < oauth.upstreamRecheck) return undefined;
   const seal = sealer(oauth.clientSecret);

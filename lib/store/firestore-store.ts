@@ -55,11 +55,11 @@ class FirestoreStore implements Store {
   }
 
   async get<T extends Doc>(collection: Collection, id: string): Promise<T | undefined> {
-    return this.#live<T>(await guard(this.#track(this.#ref(collection, id).get())));
+    return this.#live<T>(await this.#call(this.#ref(collection, id).get()));
   }
 
   async put(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<void> {
-    await guard(this.#track(this.#ref(collection, id).set(this.#stored(doc, options))));
+    await this.#call(this.#ref(collection, id).set(this.#stored(doc, options)));
   }
 
   async create(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<boolean> {
@@ -71,11 +71,11 @@ class FirestoreStore implements Store {
   }
 
   async delete(collection: Collection, id: string): Promise<void> {
-    await guard(this.#track(this.#ref(collection, id).delete()));
+    await this.#call(this.#ref(collection, id).delete());
   }
 
   async find<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
-    const snapshot = await guard(this.#track(this.#db.collection(this.#prefix + collection).where(field, '==', value).limit(limit).get()));
+    const snapshot = await this.#call(this.#db.collection(this.#prefix + collection).where(field, '==', value).limit(limit).get());
     return snapshot.docs.flatMap((d) => {
       const doc = this.#live<T>(d);
       return doc ? [{ id: decodeId(d.id), doc }] : [];
@@ -110,23 +110,24 @@ class FirestoreStore implements Store {
       },
       { maxAttempts: 10 },
     );
-    return guard(this.#track(attempt), TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
+    return this.#call(attempt, TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
   }
 
   async ping(): Promise<void> {
-    await guard(this.#track(this.#db.collection(`${this.#prefix}keys`).doc('ping').get()));
+    await this.#call(this.#db.collection(`${this.#prefix}keys`).doc('ping').get());
   }
 
   /** SDK calls still running, abandoned at their deadline included: close() lets them settle. */
   readonly #inflight = new Set<Promise<unknown>>();
 
-  #track<T>(operation: Promise<T>): Promise<T> {
+  /** Every SDK call goes through here: bounded by its deadline, and remembered until it settles. */
+  #call<T>(operation: Promise<T>, deadlineMs?: number, onDeadline?: () => void): Promise<T> {
     this.#inflight.add(operation);
     operation.then(
       () => this.#inflight.delete(operation),
       () => this.#inflight.delete(operation),
     );
-    return operation;
+    return guard(operation, deadlineMs, onDeadline);
   }
 
   async close(): Promise<void> {
