@@ -94,7 +94,7 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
   const dir = mkdtempSync(join(tmpdir(), 'mcp-front-bench-'));
   const yaml = readFileSync(join(ROOT, 'examples/local.yaml'), 'utf8').replace('routes:', 'routes:').replace(/max_sessions_per_user: \d+/, '');
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, yaml.replaceAll('timeout: 5m', 'timeout: 5m\n    max_sessions_per_user: 1000'));
+  writeFileSync(config, yaml.replaceAll('timeout: 5m', 'timeout: 5m\n    max_sessions_per_user: 1000\n    max_sessions_per_instance: 1000'));
   const started = performance.now();
   const child = startProcess([process.execPath, 'cli/mcp-front.ts', 'serve', '--config', config], { MCP_FRONT_PORT: String(port), MCP_FRONT_DATA_DIR: dir });
   let out = '';

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../lib/config/config.ts';
 import { generateSigningJwk } from '../lib/tokens/keys.ts';
 import { buildDeployPlan, type DeployPlan, type PlanStep } from '../infra/plan.ts';
 import { commandLine, renderPlan } from '../infra/render.ts';
+import { stageContext } from '../infra/stage.ts';
 import { DeployError } from './deploy-error.ts';
 
 // `mcp-front deploy`: print the plan, or apply it step by step, stopping at the first failure
@@ -19,10 +20,13 @@ export interface DeployOptions {
   readonly root: string;
   readonly outDir: string;
   readonly out: (line: string) => void;
+  /** Add a new version to every existing secret from the environment (secrets are otherwise created once). */
+  readonly updateSecrets?: boolean;
 }
 
 export function planDeploy(options: DeployOptions): DeployPlan {
-  return buildDeployPlan({ config: options.config, text: options.text, env: options.env, outDir: options.outDir });
+  const packageJson = readFileSync(join(options.root, 'package.json'), 'utf8');
+  return buildDeployPlan({ config: options.config, text: options.text, env: options.env, outDir: options.outDir, packageJson });
 }
 
 export function printPlan(options: DeployOptions): void {
@@ -36,16 +40,21 @@ export async function applyDeploy(options: DeployOptions): Promise<{ ran: number
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, content);
   }
+  // Each build uploads exactly its staged directory (with its own .gcloudignore).
+  for (const [dir, context] of Object.entries(plan.contexts)) stageContext(options.root, join(options.root, dir), context);
   let ran = 0;
   let skipped = 0;
-  for (const [i, step] of plan.steps.entries()) {
+  for (let [i, step] of plan.steps.entries()) {
     const label = `[${i + 1}/${plan.steps.length}] ${step.title}`;
     if (step.check) {
       const check = await run(step.check, { cwd: options.root, env: options.env });
       if (check.code === 0 && (!step.checkOutputContains || check.output.includes(step.checkOutputContains))) {
-        options.out(`${label}: already done`);
-        skipped++;
-        continue;
+        if (!(options.updateSecrets && step.update)) {
+          options.out(`${label}: already done`);
+          skipped++;
+          continue;
+        }
+        step = { ...step, command: step.update };
       }
     }
     options.out(`${label}…`);
@@ -70,7 +79,9 @@ async function stdinFor(step: PlanStep, env: DeployOptions['env']): Promise<stri
   return value;
 }
 
-function run(argv: readonly string[], options: { cwd: string; env: DeployOptions['env']; stdin?: string }): Promise<{ code: number; output: string }> {
+function run(command: readonly string[], options: { cwd: string; env: DeployOptions['env']; stdin?: string }): Promise<{ code: number; output: string }> {
+  // Our own steps (firestore-rules) run on this Node, from this checkout.
+  const argv = command[0] === 'mcp-front' ? [process.execPath, join(options.cwd, 'cli/mcp-front.ts'), ...command.slice(1)] : command;
   return new Promise((resolve) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: { ...options.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';

@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { PortInUseError } from '../lib/http/node-server.ts';
 import type { Config } from '../lib/config/config.ts';
-import { generateSigningJwk } from '../lib/tokens/keys.ts';
+import { generateSigningJwk, rotatedSigningKeys } from '../lib/tokens/keys.ts';
 import { DeployError } from './deploy-error.ts';
 import { ConnectError } from './connect/discovery.ts';
 
@@ -43,13 +43,27 @@ program
   .requiredOption('-c, --config <file>', 'YAML config')
   .option('--plan', 'print every command and generated file, run nothing (the default)')
   .option('--apply', 'run the plan, skipping what already exists; stops at the first failure')
-  .option('--out <dir>', 'where generated files go, relative to the repository root', 'build/deploy')
-  .action(async (options: { config: string; apply?: boolean; out: string }) => {
+  .option('--out <dir>', 'where staged build contexts and generated files go, relative to the repository root', 'build/deploy')
+  .option('--update-secrets', 'with --apply: add a new version to each existing secret from its environment variable (secrets are otherwise created once)')
+  .action(async (options: { config: string; apply?: boolean; out: string; updateSecrets?: boolean }) => {
     const { loadDeployConfig } = await import('../infra/service-config.ts');
-    const deploy = { ...loadDeployConfig(options.config, process.env), env: process.env, root: ROOT, outDir: options.out, out: (line: string) => process.stdout.write(`${line}\n`) };
+    const deploy = { ...loadDeployConfig(options.config, process.env), env: process.env, root: ROOT, outDir: options.out, updateSecrets: options.updateSecrets, out: (line: string) => process.stdout.write(`${line}\n`) };
     const { applyDeploy, printPlan } = await import('./deploy.ts');
     if (options.apply) await applyDeploy(deploy);
     else printPlan(deploy);
+  });
+
+program
+  .command('firestore-rules')
+  .description('deploy firestore.rules to one Firestore database through the Firebase Rules API, with gcloud\'s credentials (a deploy plan step)')
+  .requiredOption('--project <id>', 'Google Cloud project')
+  .requiredOption('--database <id>', 'Firestore database id, e.g. (default)')
+  .option('--rules <file>', 'rules file', resolve(ROOT, 'firestore.rules'))
+  .option('--api-base <url>', 'Firebase Rules API base URL')
+  .action(async (options: { project: string; database: string; rules: string; apiBase?: string }) => {
+    const { deployFirestoreRules } = await import('./firestore-rules.ts');
+    const ruleset = await deployFirestoreRules({ project: options.project, database: options.database, rulesFile: options.rules, apiBase: options.apiBase, token: process.env.CLOUDSDK_AUTH_ACCESS_TOKEN });
+    process.stdout.write(`${options.database}: rules released (${ruleset})\n`);
   });
 
 interface ConnectOptions {
@@ -195,9 +209,17 @@ program
 program
   .command('keygen')
   .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
-  .action(async () => {
-    process.stdout.write(`${JSON.stringify(await generateSigningJwk())}\n`);
+  .option('--rotate', 'read the current secret value on stdin; print a key set with a new signing key first and the current one kept for the tokens it signed')
+  .action(async (options: { rotate?: boolean }) => {
+    const value = options.rotate ? await rotatedSigningKeys(await readStdin()) : await generateSigningJwk();
+    process.stdout.write(`${JSON.stringify(value)}\n`);
   });
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 try {
   await program.parseAsync();

@@ -6,7 +6,7 @@ import type { Logger } from '../lib/log.ts';
 import { json, type Handler } from '../lib/http/types.ts';
 import { serveHandler } from '../lib/http/node-server.ts';
 import { buildUrlMap, resolveBackend } from '../lib/urlmap.ts';
-import { openStore } from '../lib/store/open.ts';
+import { openSessionStore, openStore } from '../lib/store/open.ts';
 import type { Store } from '../lib/store/store.ts';
 import { StoreUnavailableError } from '../lib/store/store.ts';
 import { loadKeySet } from '../lib/tokens/keys.ts';
@@ -52,7 +52,10 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
         return { ...route, backend: backend.url } satisfies HttpRouteConfig;
       }),
     );
-    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route, store, verifier, clock, log: log.child({ route: route.path }) })]));
+    // As deployed: on Firestore the routes keep their sessions in a database of their own.
+    const sessionStore = options.store || config.oauth.storage === 'sqlite' ? store : await openSessionStore(config.oauth, clock);
+    if (sessionStore !== store) cleanups.push(() => sessionStore.close());
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route, store: sessionStore, verifier, clock, log: log.child({ route: route.path }) })]));
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });

@@ -11,6 +11,12 @@ const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$/;
 export const MAX_CLOUD_RUN_TIMEOUT_MS = 60 * 60 * 1000;
 
 export const FUNCTION_NAME = 'mcp-front-oauth';
+/** The Functions Framework target the authorization server exports (functions/index.ts). */
+export const FUNCTION_TARGET = 'oauth';
+/** Every build (the function's and each route image's) runs as this account, with roles/run.builder only. */
+export const BUILD_ACCOUNT_ID = 'mcp-front-build';
+/** Cloud Run's request limit: routes get it whole (streams end themselves before it, server.stream_timeout). */
+export const SERVICE_TIMEOUT_S = 3600;
 export const SIGNING_KEY_SECRET = 'mcp-front-signing-key';
 export const LB = {
   address: 'mcp-front-ip',
@@ -47,6 +53,25 @@ export function backendServiceName(owner: 'oauth' | RouteConfig): string {
   return owner === 'oauth' ? 'mcp-front-oauth-backend' : `${serviceName(owner)}-backend`;
 }
 
+export function buildAccount(project: string): string {
+  return `${BUILD_ACCOUNT_ID}@${project}.iam.gserviceaccount.com`;
+}
+
+/** How Cloud Build and `run deploy --build-service-account` name an account. */
+export function accountResource(project: string, email: string): string {
+  return `projects/${project}/serviceAccounts/${email}`;
+}
+
+/**
+ * Memory for a route's instance unless the YAML sets it: a stdio session is a child process
+ * (budgeted at 48 MiB each, on top of 256 MiB for the bridge); an http session is bookkeeping.
+ */
+export function routeMemory(route: RouteConfig): string {
+  if (route.cloudRun.memory) return route.cloudRun.memory;
+  if (route.type === 'http') return '512Mi';
+  return `${Math.ceil((256 + 48 * route.maxSessionsPerInstance) / 256) * 256}Mi`;
+}
+
 export function imageName(config: Config, project: string, route: RouteConfig): string {
   return `${config.deploy.region}-docker.pkg.dev/${project}/${config.deploy.repository}/${serviceName(route)}:latest`;
 }
@@ -69,10 +94,17 @@ export function checkDeployable(config: Config): { project: string; domain: stri
       problems.push(`${where}.path: "${route.path}" makes the Cloud Run service name "${serviceName(route)}", which must be at most 49 lowercase letters, digits or dashes, starting with a letter`);
     }
     if (route.timeout > MAX_CLOUD_RUN_TIMEOUT_MS) problems.push(`${where}.timeout: Cloud Run allows at most 60m per request`);
+    if (route.type === 'stdio' && route.command[0] && /(^|\/)(docker|podman)$/.test(route.command[0])) {
+      problems.push(`${where}.command: "${route.command[0]}" starts a container, and a Cloud Run instance has no container engine: name the server's image as ${where}.image (its entrypoint is the server) instead`);
+    }
+    if (route.type === 'http' && route.googleIdTokenAudience && !route.backendService) {
+      problems.push(`${where}.backend_service: name the private backend's Cloud Run service ({ name, region }) so the plan can let this route invoke it (roles/run.invoker on that service only)`);
+    }
     if (route.type === 'stdio' && route.command.length === 0 && !route.image) problems.push(`${where}: a stdio route needs a command or an image`);
     if (route.type === 'http' && !route.backend) problems.push(`${where}.backend: required to deploy (dev_backend is local only)`);
     if (route.type === 'http' && route.backend && new URL(route.backend).protocol !== 'https:') problems.push(`${where}.backend: must be https outside local work`);
   });
+  if (config.server.streamTimeout >= MAX_CLOUD_RUN_TIMEOUT_MS) problems.push('server.stream_timeout: must be under 60m, so streams end themselves before Cloud Run cuts them');
   if (problems.length) throw new ConfigError(`${config.source}: cannot deploy\n${problems.join('\n')}`);
   return { project: project!, domain: issuer.hostname };
 }

@@ -18,12 +18,19 @@ export function commandLine(step: Pick<PlanStep, 'command' | 'stdin'>): string {
 }
 
 export function renderPlan(plan: DeployPlan): string {
-  const lines = [`# mcp-front deploy plan: project ${plan.project}, https://${plan.domain}`, `# ${plan.steps.length} steps; a step with "unless" is skipped when that check succeeds.`, ''];
+  const lines = [`# mcp-front deploy plan: project ${plan.project}, https://${plan.domain}`, `# ${plan.steps.length} steps; a step with "unless" is skipped when that check succeeds.`];
+  for (const warning of plan.warnings) lines.push(`# warning: ${warning}`);
+  lines.push('');
   plan.steps.forEach((step, i) => {
     lines.push(`${i + 1}. ${step.title}`);
     if (step.check) lines.push(`   unless: ${step.check.map(shellQuote).join(' ')}${step.checkOutputContains ? ` | grep -F ${shellQuote(step.checkOutputContains)}` : ''}`);
     lines.push(`   ${commandLine(step)}`);
+    if (step.update) lines.push(`   with --update-secrets: ${commandLine({ ...step, command: step.update })}`);
   });
+  for (const [dir, context] of Object.entries(plan.contexts)) {
+    lines.push('', `# === ${dir}/ (staged build context): copied ${context.copy.join(' ')}; generated ${Object.keys(context.files).join(' ')}`);
+    for (const [name, content] of Object.entries(context.files)) if (name !== 'package.json') lines.push(`# --- ${dir}/${name}`, content.trimEnd());
+  }
   for (const [path, content] of Object.entries(plan.files)) lines.push('', `# --- ${path}`, content.trimEnd());
   return `${lines.join('\n')}\n`;
 }

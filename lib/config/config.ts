@@ -29,6 +29,8 @@ export interface OAuthConfig {
   readonly storage: 'sqlite' | 'firestore';
   readonly dataDir: string;
   readonly firestoreDatabase: string;
+  /** Firestore database of the MCP session records (route services open only this one). */
+  readonly sessionsDatabase: string;
   readonly scopes: readonly string[];
   /** Requests per minute per client IP. */
   readonly rateLimits: { readonly register: number; readonly authorize: number; readonly token: number };
@@ -41,6 +43,8 @@ interface RouteCommon {
   readonly timeout: number;
   readonly idleTimeout: number;
   readonly maxSessionsPerUser: number;
+  /** Past this many live sessions, an instance answers 503 with Retry-After. */
+  readonly maxSessionsPerInstance: number;
   readonly cloudRun: CloudRunSettings;
 }
 
@@ -50,7 +54,8 @@ export interface CloudRunSettings {
   readonly maxInstances: number;
   readonly concurrency: number;
   readonly cpu: string;
-  readonly memory: string;
+  /** Undefined: derived from the route's sessions per instance when deploying. */
+  readonly memory?: string;
 }
 
 export interface DeployConfig {
@@ -76,6 +81,7 @@ export interface HttpRouteConfig extends RouteCommon {
   readonly backend?: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly googleIdTokenAudience?: string;
+  readonly backendService?: { readonly name: string; readonly region: string; readonly project?: string };
   readonly devBackend?: { readonly command: readonly string[]; readonly path: string };
 }
 
@@ -87,6 +93,8 @@ export interface ServerConfig {
   readonly healthPath: string;
   /** ms */
   readonly requestTimeout: number;
+  /** ms; GET and legacy SSE streams end (with a retry hint) after this. */
+  readonly streamTimeout: number;
   readonly allowedOrigins: readonly string[];
   /** Conformance testing only (loopback issuers): routes take requests without a token. */
   readonly insecureNoAuth: boolean;

@@ -97,7 +97,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
   });
 
   const routes: RouteConfig[] = c.routes.map((r) => {
-    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user, cloudRun: cloudRunSettings(r.cloud_run) };
+    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user, maxSessionsPerInstance: r.max_sessions_per_instance ?? DEFAULT_SESSIONS_PER_INSTANCE[r.type], cloudRun: cloudRunSettings(r.cloud_run) };
     if (r.type === 'stdio') {
       return { ...common, type: 'stdio', command: r.command ?? [], environment: r.environment, inheritEnv: r.inherit_env, image: r.image };
     }
@@ -107,6 +107,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       backend: r.backend,
       headers: r.headers,
       googleIdTokenAudience: r.google_id_token_audience,
+      backendService: r.backend_service,
       devBackend: r.dev_backend,
     };
   });
@@ -139,16 +140,20 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       storage: o.storage,
       dataDir: o.data_dir,
       firestoreDatabase: o.firestore_database,
+      sessionsDatabase: o.sessions_database,
       scopes: o.scopes,
       rateLimits: o.rate_limits,
     },
     routes,
-    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, requestTimeout: c.server.request_timeout, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
+    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, requestTimeout: c.server.request_timeout, streamTimeout: c.server.stream_timeout, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
     deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
 }
 
-function cloudRunSettings(c: { min_instances: number; max_instances: number; concurrency: number; cpu: string; memory: string }): CloudRunSettings {
+/** A stdio session is a child process (tens of MiB); an http session is a little bookkeeping. */
+const DEFAULT_SESSIONS_PER_INSTANCE = { stdio: 16, http: 1000 } as const;
+
+function cloudRunSettings(c: { min_instances: number; max_instances: number; concurrency: number; cpu: string; memory?: string }): CloudRunSettings {
   return { minInstances: c.min_instances, maxInstances: c.max_instances, concurrency: c.concurrency, cpu: c.cpu, memory: c.memory };
 }
 

@@ -31,7 +31,8 @@ const cloudRun = z
     /** Concurrent requests per instance; SSE streams hold one each, so keep it high. */
     concurrency: z.number().int().min(1).max(1000).default(250),
     cpu: z.string().regex(/^\d+(\.\d+)?$|^\d+m$/, 'must be a CPU count like 1 or 500m').default('1'),
-    memory: z.string().regex(/^\d+(Mi|Gi)$/, 'must be like 512Mi or 2Gi').default('512Mi'),
+    /** Absent: derived from max_sessions_per_instance (stdio: a child per session) — see infra/names.ts. */
+    memory: z.string().regex(/^\d+(Mi|Gi)$/, 'must be like 512Mi or 2Gi').optional(),
   })
   .strict()
   .prefault({});
@@ -41,6 +42,8 @@ const routeCommon = {
   timeout: duration.prefault('5m'),
   idle_timeout: duration.prefault('15m'),
   max_sessions_per_user: z.number().int().positive().default(20),
+  /** Sessions one instance holds before answering 503 + Retry-After, so Cloud Run scales out instead of running out of memory. */
+  max_sessions_per_instance: z.number().int().positive().optional(),
   cloud_run: cloudRun,
 };
 
@@ -67,6 +70,11 @@ const httpRoute = z
     headers: z.record(z.string(), z.string()).default({}),
     /** Authenticate to a private Cloud Run backend with a Google-signed ID token for this audience. */
     google_id_token_audience: z.string().optional(),
+    /** The private backend's Cloud Run service, so `deploy` can let this route's account invoke it (roles/run.invoker on that service only). */
+    backend_service: z
+      .object({ name: z.string().regex(/^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$/, 'is not a Cloud Run service name'), region: z.string().regex(/^[a-z]+-[a-z]+\d+$/, 'is not a Google Cloud region'), project: z.string().optional() })
+      .strict()
+      .optional(),
     /** Local work only: `serve` starts this backend itself, on a free loopback port passed as $PORT. */
     dev_backend: z.object({ command: z.array(z.string().min(1)).min(1), path: z.string().default('/mcp') }).strict().optional(),
   })
@@ -103,6 +111,8 @@ export const configSchema = z
         storage: z.enum(['sqlite', 'firestore']).default('sqlite'),
         data_dir: z.string().default('.data'),
         firestore_database: z.string().default('(default)'),
+        /** Firestore: MCP session records live in their own database, the only one route services may touch (their stdio servers can reach the route's credentials). */
+        sessions_database: z.string().default('mcp-sessions'),
         /** open: any valid redirect URI may register (DCR, metadata documents); presets: only known clients', loopback and extra_redirect_uris. */
         registration: z.enum(['open', 'presets']).default('open'),
         extra_redirect_uris: z.array(z.url()).default([]),
@@ -136,6 +146,8 @@ export const configSchema = z
         health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
         /** A request not fully received (headers and body) within this gets 408. */
         request_timeout: duration.prefault('30s'),
+        /** GET and legacy SSE streams are ended (with a retry hint) after this, before Cloud Run's 60-minute request limit cuts them. */
+        stream_timeout: duration.prefault('55m'),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),
         /** Routes answer without a token. Only for the MCP conformance suite; refused unless the issuer is loopback. */

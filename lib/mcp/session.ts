@@ -21,6 +21,11 @@ export interface SessionOptions extends SessionInfo {
   /** Bound on each request (the route's `timeout`). */
   readonly requestTimeoutMs: number;
   readonly keepaliveMs: number;
+  /**
+   * A GET (or legacy SSE) stream is ended after this, with an SSE `retry` hint, before the
+   * platform's request limit (Cloud Run: 60 min) would cut it mid-message.
+   */
+  readonly streamMaxMs: number;
   /** Called once when the session is over, whatever ended it. */
   readonly onEnd: (session: McpSession) => void;
   /** Legacy HTTP+SSE (2024-11-05): every server message, responses too, goes to the one stream. */
@@ -36,7 +41,12 @@ const BACKLOG_MAX = 1000;
 interface OpenStream {
   readonly controller: ReadableStreamDefaultController<Uint8Array>;
   readonly keepalive: NodeJS.Timeout;
+  readonly lifetime: NodeJS.Timeout;
 }
+
+/** What a client is told to wait before reconnecting a stream the gateway ended on purpose. */
+const RECONNECT_MS = 1000;
+const RETRY_HINT = new TextEncoder().encode(`retry: ${RECONNECT_MS}\n\n`);
 
 export class McpSession implements SessionInfo {
   readonly id: string;
@@ -58,6 +68,8 @@ export class McpSession implements SessionInfo {
   /** The gateway's own requests to the backend (re-initialization), by id. */
   readonly #internal = new Map<JsonRpcId, (response: JsonRpcMessage) => void>();
   #ended = false;
+  /** The legacy stream reached server.stream_timeout: its end carries the retry hint. */
+  #streamExpired = false;
 
   constructor(options: SessionOptions) {
     this.#options = options;
@@ -180,7 +192,9 @@ export class McpSession implements SessionInfo {
       start: (controller) => {
         const keepalive = setInterval(() => controller.enqueue(KEEPALIVE), this.#options.keepaliveMs);
         keepalive.unref();
-        this.#stream = { controller, keepalive };
+        const lifetime = setTimeout(() => this.#expireStream(mine), this.#options.streamMaxMs);
+        lifetime.unref();
+        this.#stream = { controller, keepalive, lifetime };
         for (const m of this.#backlog.splice(0)) controller.enqueue(encodeEvent(JSON.stringify(m), { event: 'message' }));
       },
       cancel: () => this.#closeStream(mine),
@@ -228,7 +242,7 @@ export class McpSession implements SessionInfo {
     this.#legacyPending.clear();
     for (const exchange of this.#open) exchange.end();
     this.#open.clear();
-    this.#closeStream();
+    this.#closeStream(undefined, this.#streamExpired);
     this.#options.onEnd(this);
     await this.backend?.close();
   }
@@ -247,11 +261,25 @@ export class McpSession implements SessionInfo {
     if (this.#backlog.length > BACKLOG_MAX) this.#backlog.shift();
   }
 
+  /**
+   * The stream's lifetime is up. Everything sent so far has been written; what the server sends
+   * next waits in the backlog for the client's next GET. A legacy session lives only as long as
+   * its stream, so it ends (its pending requests are answered on the stream first).
+   */
+  #expireStream(which: OpenStream | undefined): void {
+    if (!this.#stream || which !== this.#stream) return;
+    if (!this.#options.legacy) return this.#closeStream(which, true);
+    this.#streamExpired = true;
+    void this.end(`the stream reached its lifetime (server.stream_timeout): reconnect`);
+  }
+
   /** Closes the current stream; given one, only if it is still the current one (a replaced stream's late abort must not close its successor). */
-  #closeStream(which?: OpenStream): void {
+  #closeStream(which?: OpenStream, retryHint = false): void {
     if (!this.#stream || (which !== undefined && which !== this.#stream)) return;
     clearInterval(this.#stream.keepalive);
+    clearTimeout(this.#stream.lifetime);
     try {
+      if (retryHint) this.#stream.controller.enqueue(RETRY_HINT);
       this.#stream.controller.close();
     } catch {
       // Already closed by the client.

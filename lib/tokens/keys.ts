@@ -39,16 +39,33 @@ export async function generateSigningJwk(): Promise<JWK> {
 const CURRENT = 'current';
 
 /**
+ * The signing key as Secret Manager holds it: one private JWK, or a JWK set whose first key signs
+ * and whose others (the key before a rotation) stay published until their tokens have expired.
+ */
+export function parseSigningKeys(text: string): JWK[] {
+  const parsed = JSON.parse(text) as JWK | { keys?: JWK[] };
+  const keys = 'keys' in parsed && Array.isArray(parsed.keys) ? parsed.keys : [parsed as JWK];
+  if (!keys.length || keys.some((k) => k.kty !== 'EC' || !k.d)) throw new Error('MCP_FRONT_SIGNING_KEY must be a private EC JWK or a set of them ({"keys": [...]})');
+  return keys;
+}
+
+/** `mcp-front keygen --rotate`: a new signing key first, the one it replaces kept to verify the tokens it signed. */
+export async function rotatedSigningKeys(currentSecret: string): Promise<{ keys: JWK[] }> {
+  const [current] = parseSigningKeys(currentSecret);
+  const fresh = await generateSigningJwk();
+  if (!current!.kid) current!.kid = await calculateJwkThumbprint(current!);
+  return { keys: [fresh, current!] };
+}
+
+/**
  * Local mode: the signing key lives in the store (document `keys/current`), generated on
  * first start; retired keys stay under their kid until their tokens have expired. A key
  * from the environment (production: Secret Manager, MCP_FRONT_SIGNING_KEY) takes precedence.
  */
 export async function loadKeySet(store: Store, clock: Clock, options: { fromEnv?: string } = {}): Promise<KeySet> {
   if (options.fromEnv) {
-    const jwk = JSON.parse(options.fromEnv) as JWK;
-    if (!jwk.kid) jwk.kid = await calculateJwkThumbprint(jwk);
-    const current = await toSigningKey(jwk);
-    return { current, published: [current.publicJwk] };
+    const [current, ...previous] = await Promise.all(parseSigningKeys(options.fromEnv).map(toSigningKey));
+    return { current: current!, published: [current!.publicJwk, ...previous.map((k) => k.publicJwk).filter((k) => k.kid !== current!.kid)] };
   }
   let stored = await store.get<StoredKey>('keys', CURRENT);
   if (!stored) {

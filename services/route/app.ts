@@ -88,6 +88,20 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   const registry = createSessionRegistry(deps);
   const { sessions, openSession, recordSession, touch, sessionFor } = registry;
 
+  /**
+   * Whether another session may start here: the instance's cap comes first (503 + Retry-After,
+   * so the client retries and Cloud Run scales out instead of this instance running out of
+   * memory), then the user's own (429).
+   */
+  const refuseNewSession = (claims: AccessTokenClaims, cors: Record<string, string>, id?: JsonRpcMessage['id']): Response | undefined => {
+    if (sessions.size >= route.maxSessionsPerInstance) {
+      return rpcError(503, ErrorCode.BackendFailed, `this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { ...cors, 'retry-after': '2' }, id);
+    }
+    const mine = [...sessions.values()].filter((s) => s.userSub === claims.sub).length;
+    if (mine >= route.maxSessionsPerUser) return rpcError(429, ErrorCode.InvalidRequest, `at most ${route.maxSessionsPerUser} sessions per user on ${route.path}; end one first`, cors, id);
+    return undefined;
+  };
+
   /** The POSTed JSON-RPC message or batch, or the error answer for a body that isn't one. */
   const readMessages = async (req: Request, cors: Record<string, string>): Promise<{ messages: JsonRpcMessage[]; batch: boolean } | Response> => {
     // Both transports: a text/plain POST is what a web page can send without a preflight.
@@ -116,8 +130,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
 
     if (initialize) {
       if (valid.length !== 1 || !isRequest(initialize)) return rpcError(400, ErrorCode.InvalidRequest, 'initialize must be sent alone', cors, initialize.id);
-      const mine = [...sessions.values()].filter((s) => s.userSub === claims.sub).length;
-      if (mine >= route.maxSessionsPerUser) return rpcError(429, ErrorCode.InvalidRequest, `at most ${route.maxSessionsPerUser} sessions per user on ${route.path}; end one first`, cors, initialize.id);
+      const full = refuseNewSession(claims, cors, initialize.id);
+      if (full) return full;
       const session = openSession(claims);
       session.initializeParams = initialize.params;
       log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id });
@@ -147,6 +161,9 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
    */
   const statelessCall = async (messages: JsonRpcMessage[], batch: boolean, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string, signal: AbortSignal): Promise<Response> => {
     if (!messages.some(isRequest)) return new Response(null, { status: 202, headers: cors });
+    // A call without a session still runs a server (a child, on stdio routes): it counts.
+    const full = refuseNewSession(claims, cors, messages.find(isRequest)?.id);
+    if (full) return full;
     const session = openSession(claims);
     try {
       await session.initializeBackend({ protocolVersion, capabilities: {}, clientInfo: { name: 'mcp-front (no session)', version: '1.0.0' } });
@@ -171,8 +188,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   const legacy = async (req: Request, url: URL, claims: AccessTokenClaims, cors: Record<string, string>): Promise<Response> => {
     if (url.pathname.endsWith('/sse')) {
       if (req.method !== 'GET') return new Response(null, { status: 405, headers: { ...cors, allow: 'GET' } });
-      const mine = [...sessions.values()].filter((s) => s.userSub === claims.sub).length;
-      if (mine >= route.maxSessionsPerUser) return rpcError(429, ErrorCode.InvalidRequest, `at most ${route.maxSessionsPerUser} sessions per user on ${route.path}`, cors);
+      const full = refuseNewSession(claims, cors);
+      if (full) return full;
       const session = openSession(claims, randomToken(24), true);
       log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id, transport: 'sse' });
       return session.openLegacyStream(req.signal, `${route.path}/message?session=${session.id}`, cors);
@@ -191,7 +208,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       return await serve(req);
     } catch (err) {
       if (err instanceof StoreUnavailableError) return rpcError(503, ErrorCode.BackendFailed, 'the session store is unavailable; try again shortly', { ...corsHeaders(req), 'retry-after': '5' });
-      if (err instanceof BackendError) return rpcError(err.status, ErrorCode.BackendFailed, err.message, corsHeaders(req));
+      if (err instanceof BackendError) return rpcError(err.status, ErrorCode.BackendFailed, err.message, { ...corsHeaders(req), ...(err.status === 503 ? { 'retry-after': '2' } : {}) });
       throw err;
     }
   };

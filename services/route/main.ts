@@ -4,7 +4,9 @@ import { ConfigError, loadConfig } from '../../lib/config/load.ts';
 import type { StdioRouteConfig } from '../../lib/config/config.ts';
 import { serveHandler } from '../../lib/http/node-server.ts';
 import { createLogger } from '../../lib/log.ts';
-import { openStore } from '../../lib/store/open.ts';
+import { openSessionStore } from '../../lib/store/open.ts';
+import { StoreUnavailableError } from '../../lib/store/store.ts';
+import { json, type Handler } from '../../lib/http/types.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
 import { createRouteService } from './app.ts';
 
@@ -35,18 +37,36 @@ function imageCommand(): string[] {
   return command;
 }
 
+/** Cloud Run allows 10 s between SIGTERM and SIGKILL: calls get 5 s to finish, children 3 s more to exit. */
+const DRAIN_MS = 5000;
+
 try {
   const { config, route } = routeFromEnv();
-  const store = await openStore(config.oauth, systemClock);
+  // The sessions database only: this process's credentials are within reach of the stdio server.
+  const store = await openSessionStore(config.oauth, systemClock);
   const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: new URL(`${config.oauth.issuer}/jwks.json`), clock: systemClock });
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }) });
-  const server = await serveHandler(service.handle, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: 8000, requestTimeoutMs: config.server.requestTimeout });
+  const health = config.server.healthPath;
+  // Liveness, and readiness (the startup probe the deploy plan sets): the sessions store answers.
+  const handler: Handler = async (req, ctx) => {
+    const { pathname } = new URL(req.url);
+    if (pathname === health) return json({ status: 'ok' });
+    if (pathname !== `${health}/ready`) return service.handle(req, ctx);
+    try {
+      await store.ping();
+      return json({ status: 'ready', store: store.kind });
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) return json({ status: 'unavailable', store: store.kind }, 503, { 'retry-after': '5' });
+      throw err;
+    }
+  };
+  const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
   log.info('route listening', { route: route.path, port: server.port, type: route.type });
-  // Cloud Run sends SIGTERM and allows 10 s: stop accepting, end sessions and children, exit.
+  // Stop accepting, let calls finish, end sessions and children, exit: all inside Cloud Run's 10 s.
   const stop = async (signal: string) => {
     log.info('shutting down', { signal });
     const stopped = server.close();
-    await service.close();
+    await service.close(DRAIN_MS);
     await stopped;
     await store.close();
     process.exit(0);

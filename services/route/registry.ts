@@ -1,4 +1,4 @@
-import type { RouteConfig } from '../../lib/config/config.ts';
+import type { Config, RouteConfig } from '../../lib/config/config.ts';
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Backend } from '../../lib/mcp/backend.ts';
@@ -7,6 +7,7 @@ import type { JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { McpSession } from '../../lib/mcp/session.ts';
 import { startStdioChild } from '../../lib/mcp/stdio-child.ts';
 import { randomToken } from '../../lib/random.ts';
+import { BackendError } from '../../lib/mcp/backend.ts';
 import type { Store } from '../../lib/store/store.ts';
 import type { AccessTokenClaims } from '../../lib/tokens/access-token.ts';
 
@@ -28,6 +29,7 @@ export interface SessionRecord {
 }
 
 export interface SessionRegistryDeps {
+  readonly config: Pick<Config, 'server'>;
   readonly route: RouteConfig;
   readonly store: Store;
   readonly clock: Clock;
@@ -56,6 +58,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       clientId: claims.client_id,
       log,
       requestTimeoutMs: route.timeout,
+      streamMaxMs: deps.config.server.streamTimeout,
       keepaliveMs: deps.keepaliveMs ?? 15_000,
       // The audit trail: who called which tool, how long it took, how it ended. Never arguments or results.
       onToolCall: (call) => log.info('tools/call', { audit: true, session: id, user: claims.sub, client: claims.client_id, route: route.path, ...call }),
@@ -110,6 +113,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     // The only store read on a request path, and only for a session this instance doesn't hold.
     const record = await deps.store.get<SessionRecord>('mcpSessions', id);
     if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
+    if (sessions.size >= route.maxSessionsPerInstance) throw new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
     const session = openSession({ sub: record.userSub, client_id: record.clientId }, id);
     session.protocolVersion = record.protocolVersion;
     session.initializeParams = record.initializeParams;

@@ -1,5 +1,4 @@
-import { execSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,13 +9,17 @@ import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
 import { loadKeySet, type KeySet } from '../../lib/tokens/keys.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { buildDeployPlan } from '../../infra/plan.ts';
+import { stageContext } from '../../infra/stage.ts';
 import { freePort } from '../../cli/dev-backend.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
+import { buildImage, canUnshare, runImage, uploadSet, type BuiltImage, type RunningImage } from '../support/image-runner.ts';
+import { descendantsOf } from '../support/process-table.ts';
+import { until } from '../support/route-harness.ts';
 
-// The bridge entrypoint started the way the generated Dockerfile starts it: Node and its
-// shared objects copied by the Dockerfile's own RUN line, launched through the copied glibc
-// loader with the image's ENV, the server command taken from the image's ENTRYPOINT/CMD file.
-// Only the store differs (SQLite here; the Firestore store has its own contract tests).
+// A stdio route's image as the generated Dockerfile builds it (test/support/image-runner.ts),
+// started the way Cloud Run starts it: its ENTRYPOINT as PID 1 of a PID namespace. tini is
+// PID 1 and reaps what a stdio server's helpers leave behind; Node as PID 1 would not (the
+// control case shows the check can fail). Only the store differs (SQLite here).
 
 const YAML = `
 oauth:
@@ -30,74 +33,96 @@ routes:
   - path: /demo
     type: stdio
     image: example/demo-mcp:1.0
+  - path: /orphans
+    type: stdio
+    command: [node, test/fixtures/misbehaving-server.ts, orphan]
 deploy:
   secrets: { SECRET: s }
 `;
 
-describe('the bridge entrypoint of a stdio route image', () => {
-  const root = mkdtempSync(join(tmpdir(), 'mcp-front-image-'));
-  const opt = join(root, 'opt/mcp-front');
+const unshare = canUnshare();
+const skip = unshare ? undefined : 'unshare --pid not permitted here: PID-namespace tests skipped';
+if (skip && process.env.CI) throw new Error(`${skip} — but CI must run them`);
+
+describe.skipIf(skip !== undefined)(`a route image started as Cloud Run starts it${skip ? ` (${skip})` : ''}`, () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-image-data-'));
   let jwks: ReturnType<typeof createServer>;
   let keys: KeySet;
   let issuer = '';
-  let bridge: ReturnType<typeof spawn>;
-  let routeUrl = '';
+  const images = new Map<string, BuiltImage>();
 
   beforeAll(async () => {
     const store = await openSqliteStore({ file: ':memory:', clock: systemClock });
     keys = await loadKeySet(store, systemClock);
+    await store.close();
     jwks = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: keys.published })));
     await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
     issuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`;
 
-    // The plan for a real (https) issuer, then the generated Dockerfile's pieces run here.
+    // The plan for a real (https) issuer; each route's staged context, uploaded, built.
     const text = YAML.replace('ISSUER', 'https://mcp.example.com');
-    const plan = buildDeployPlan({ config: parseConfig(text, { SECRET: '${SECRET}' }), text, env: {}, outDir: 'build/deploy' });
-    const dockerfile = plan.files['build/deploy/mcp-route-demo/Dockerfile']!;
-    const run = /RUN (mkdir -p \/opt\/mcp-front\/runtime[\s\S]*?)\n\n/.exec(dockerfile)![1]!.replace(/\\\n/g, ' ');
-    const node = execSync('command -v node', { encoding: 'utf8' }).trim(); // Node 24 from the project
-    execSync(run.replaceAll('/opt/mcp-front', opt).replaceAll('/usr/local/bin/node', node), { shell: '/bin/bash' });
-    const entrypoint = JSON.parse(/ENTRYPOINT (\[.*\])/.exec(dockerfile.split('FROM example/demo-mcp:1.0')[1]!)![1]!) as string[];
-    const env = Object.fromEntries([...dockerfile.split('FROM example/demo-mcp:1.0')[1]!.matchAll(/(MCP_FRONT_[A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
-
-    // What the image would hold: the app, its config (SQLite here), the image's command.
-    mkdirSync(join(opt, 'app'), { recursive: true });
-    writeFileSync(join(opt, 'app/config.yaml'), YAML.replace('ISSUER', issuer).replace('  provider: oidc', `  storage: sqlite\n  data_dir: ${join(root, 'data')}\n  provider: oidc`).replace('${SECRET}', 'held-by-the-authorization-server'));
-    writeFileSync(join(opt, 'app/image-command.json'), JSON.stringify({ entrypoint: ['node'], cmd: [join(process.cwd(), 'examples/demo-server/server.ts')] }));
-    const port = await freePort();
-    const argv = entrypoint.map((a) => a.replaceAll('/opt/mcp-front/app/services', join(process.cwd(), 'services')).replaceAll('/opt/mcp-front', opt));
-    bridge = spawn(argv[0]!, argv.slice(1), {
-      env: { PATH: process.env.PATH, PORT: String(port), ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replaceAll('/opt/mcp-front', opt)])) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    bridge.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    routeUrl = `http://127.0.0.1:${port}/demo/mcp`;
-    for (let i = 0; i < 100; i++) {
-      if (stderr.includes('route listening')) break;
-      if (bridge.exitCode !== null) throw new Error(`the bridge exited: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    const plan = buildDeployPlan({ config: parseConfig(text, { SECRET: '${SECRET}' }), text, env: {}, outDir: 'build/deploy', packageJson: readFileSync('package.json', 'utf8') });
+    for (const name of ['demo', 'orphans']) {
+      const staged = mkdtempSync(join(tmpdir(), 'mcp-front-stage-'));
+      const context = plan.contexts[`build/deploy/mcp-route-${name}`]!;
+      stageContext(process.cwd(), staged, context);
+      const upload = uploadSet(staged);
+      const image = buildImage(upload, context.files.Dockerfile!, { node: process.execPath, imageCommand: { entrypoint: [process.execPath], cmd: [join(process.cwd(), 'examples/demo-server/server.ts')] } });
+      // The image's config, for a loopback issuer and SQLite (the deployed one names Firestore).
+      writeFileSync(image.map('/opt/mcp-front/app/config.yaml'), YAML.replace('ISSUER', issuer).replace('  provider: oidc', `  storage: sqlite\n  data_dir: ${dataDir}\n  provider: oidc`).replace('${SECRET}', 'held-by-the-authorization-server'));
+      images.set(name, image);
     }
-    await store.close();
-  }, 60_000);
+  }, 180_000);
 
-  afterAll(async () => {
-    if (bridge && bridge.exitCode === null) {
-      const exited = new Promise((resolve) => bridge.once('exit', resolve));
-      bridge.kill('SIGTERM');
-      await exited;
-    }
+  afterAll(() => {
     jwks?.close();
   });
 
-  it('serves the image command\'s tools through /<route>/mcp, and exits 0 on SIGTERM', async () => {
-    const { token } = await signAccessToken(keys.current, issuer, 60_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${issuer}/demo/mcp`, client_id: 'c', scope: 'mcp' });
+  const start = async (name: string, entrypoint?: string[]): Promise<{ running: RunningImage; url: string }> => {
+    const image = images.get(name)!;
+    const port = await freePort();
+    const running = runImage(entrypoint ? { ...image, entrypoint } : image, { PATH: `${join(process.execPath, '..')}:/usr/bin:/bin`, PORT: String(port), MCP_FRONT_ROUTE: `/${name}` });
+    if (!(await until(() => running.output().includes('route listening'), 20_000))) throw new Error(`the route did not start: ${running.output()}`);
+    return { running, url: `http://127.0.0.1:${port}/${name}/mcp` };
+  };
+
+  const connect = async (url: string, name: string) => {
+    const { token } = await signAccessToken(keys.current, issuer, 60_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${issuer}/${name}/mcp`, client_id: 'c', scope: 'mcp' });
     const client = new Client({ name: 'image-test', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(routeUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+    await client.connect(transport);
+    return { client, transport };
+  };
+
+  it("serves the server image's own command through /<route>/mcp, and PID 1 exits 0 on SIGTERM", async () => {
+    const { running, url } = await start('demo');
+    const { client } = await connect(url, 'demo');
     expect(await client.callTool({ name: 'echo', arguments: { text: 'from the image' } })).toEqual({ content: [{ type: 'text', text: 'from the image' }] });
     await client.close();
-    const exited = new Promise<number | null>((resolve) => bridge.once('exit', (code) => resolve(code)));
-    bridge.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await running.stop()).toBe(0);
+  });
+
+  /** Zombies in the namespace after a session whose server orphaned helpers has ended. */
+  const zombiesAfterOrphans = async (entrypoint?: string[]): Promise<number> => {
+    const { running, url } = await start('orphans', entrypoint);
+    const { client, transport } = await connect(url, 'orphans');
+    for (let i = 0; i < 3; i++) await client.callTool({ name: 'echo', arguments: { text: String(i) } });
+    await transport.terminateSession();
+    await client.close();
+    // The helpers (sleep 0.2) have exited by now; whoever is PID 1 had to reap them.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const zombies = descendantsOf(running.process.pid!).filter((p) => p.state === 'Z').length;
+    await running.stop();
+    return zombies;
+  };
+
+  it("reaps a stdio server's orphaned helpers: tini is PID 1, no zombie is left after the session", async () => {
+    expect(images.get('orphans')!.entrypoint[0]).toBe('/opt/mcp-front/runtime/tini');
+    expect(await zombiesAfterOrphans()).toBe(0);
+  });
+
+  it('(control) without tini, Node as PID 1 leaves the orphans as zombies: the check above can fail', async () => {
+    const withoutTini = images.get('orphans')!.entrypoint.slice(2);
+    expect(await zombiesAfterOrphans(withoutTini)).toBeGreaterThan(0);
   });
 });

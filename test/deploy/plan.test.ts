@@ -14,30 +14,33 @@ import { loadDeployConfig } from '../../infra/service-config.ts';
 const EXAMPLES = ['http-google', 'stdio-images', 'mixed-github'];
 const GOLDEN = join(import.meta.dirname, 'golden');
 const ENV = { PATH: process.env.PATH };
+const PACKAGE_JSON = readFileSync('package.json', 'utf8');
 
 function planFor(example: string) {
   const { config, text } = loadDeployConfig(`examples/deploy/${example}.yaml`, ENV);
-  return buildDeployPlan({ config, text, env: ENV, outDir: 'build/deploy' });
+  return buildDeployPlan({ config, text, env: ENV, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
 }
 
 describe('deploy plan', () => {
   it.each(EXAMPLES)('matches the golden plan for examples/deploy/%s.yaml', (example) => {
     const text = renderPlan(planFor(example));
     const file = join(GOLDEN, `${example}.txt`);
-    if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
+    if (process.env.UPDATE_GOLDEN) {
       mkdirSync(GOLDEN, { recursive: true });
       writeFileSync(file, text);
     }
+    // A missing golden file is a failure, never a file this test writes and then agrees with.
+    expect(existsSync(file), `${file} is missing: review the plan, then UPDATE_GOLDEN=1`).toBe(true);
     expect(text).toBe(readFileSync(file, 'utf8'));
   });
 
   it('never prints a secret value, and routes never get the upstream client secret', () => {
     const env = { ...ENV, GOOGLE_CLIENT_SECRET: 'gocspx-very-secret-value' };
     const { config, text } = loadDeployConfig('examples/deploy/http-google.yaml', env);
-    const plan = buildDeployPlan({ config, text, env, outDir: 'build/deploy' });
+    const plan = buildDeployPlan({ config, text, env, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
     expect(renderPlan(plan)).not.toContain('gocspx-very-secret-value');
-    expect(plan.files['build/deploy/mcp-route-notion/config.yaml']).not.toContain('GOOGLE_CLIENT_SECRET');
-    expect(plan.files['build/deploy/oauth.yaml']).toContain('client_secret: ${GOOGLE_CLIENT_SECRET}');
+    expect(plan.contexts['build/deploy/mcp-route-notion']!.files['config.yaml']).not.toContain('GOOGLE_CLIENT_SECRET');
+    expect(plan.contexts['build/deploy/oauth']!.files['config.yaml']).toContain('client_secret: ${GOOGLE_CLIENT_SECRET}');
   });
 
   it('routes on the load balancer follow the same path rules as the local router', () => {
@@ -47,9 +50,9 @@ describe('deploy plan', () => {
   });
 
   it('layers the bridge onto distroless and Alpine images without touching their libc', () => {
-    const dockerfile = planFor('stdio-images').files['build/deploy/mcp-route-db/Dockerfile']!;
+    const dockerfile = planFor('stdio-images').contexts['build/deploy/mcp-route-db']!.files.Dockerfile!;
     expect(dockerfile).toContain('FROM ghcr.io/example/postgres-mcp:1.4-alpine');
-    expect(dockerfile).toContain('ENTRYPOINT ["/opt/mcp-front/runtime/lib/ld-linux-x86-64.so.2", "--library-path"');
+    expect(dockerfile).toContain('ENTRYPOINT ["/opt/mcp-front/runtime/tini","--","/opt/mcp-front/runtime/lib/ld-linux-x86-64.so.2","--library-path"');
     expect(dockerfile).not.toContain('LD_LIBRARY_PATH');
   });
 });
@@ -74,12 +77,15 @@ deploy:
     ['a stdio route with neither command nor image', base('  - { path: /x, type: stdio }'), 'routes[0].command: a stdio route needs a command'],
     ['duplicate paths', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }\n  - { path: /x, type: http, backend: https://c.example.com/mcp }'), 'routes[1].path: "/x" is used by another route'],
     ['an http backend', base('  - { path: /x, type: http, backend: http://b.example.com/mcp }'), 'routes[0].backend: must be https'],
+    ['a docker run command', base('  - { path: /x, type: stdio, command: [docker, run, -i, --rm, mcp/git] }'), 'routes[0].command: "docker" starts a container'],
+    ['a private backend without its service', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, google_id_token_audience: https://b.example.com }'), 'routes[0].backend_service: name the private backend'],
+    ['a stream timeout at the platform limit', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }', '').replace('routes:', 'server: { stream_timeout: 60m }\nroutes:'), 'server.stream_timeout: must be under 60m'],
     ['a missing project', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }').replace('  gcp_project: p\n', ''), 'oauth.gcp_project: required to deploy'],
   ];
   it.each(cases)('refuses %s', (_name, yaml, message) => {
     const run = () => {
       const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
-      return buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy' });
+      return buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
     };
     expect(run).toThrow(message);
   });
@@ -95,7 +101,7 @@ describe.skipIf(gcloud !== undefined && !process.env.CI)(`every gcloud flag in t
   for (const example of EXAMPLES) {
     const plan = planFor(example);
     for (const step of plan.steps) {
-      for (const argv of [step.command, step.check ?? []]) {
+      for (const argv of [step.command, step.check ?? [], step.update ?? []]) {
         if (argv[0] !== 'gcloud') continue;
         const group = argv.slice(1).filter((a, i, all) => !a.startsWith('-') && all.slice(0, i).every((b) => !b.startsWith('-')));
         // The command path stops at the first positional that names a resource (e.g. a service name).
@@ -115,7 +121,7 @@ describe.skipIf(gcloud !== undefined && !process.env.CI)(`every gcloud flag in t
 
 /** gcloud command groups are the leading words up to the verb (create, describe, deploy, …). */
 function commandPath(words: readonly string[]): string[] {
-  const verbs = new Set(['create', 'describe', 'deploy', 'enable', 'update', 'import', 'add-backend', 'add-iam-policy-binding', 'submit']);
+  const verbs = new Set(['create', 'describe', 'deploy', 'enable', 'update', 'import', 'add-backend', 'add-iam-policy-binding', 'submit', 'add']);
   const end = words.findIndex((w) => verbs.has(w));
   return words.slice(0, end + 1);
 }

@@ -61,13 +61,14 @@ const YAML = (idle: string) => `oauth:
   data_dir: \${MCP_FRONT_DATA_DIR}
   rate_limits: { register: 100000, authorize: 100000, token: 100000 }
 routes:
-  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts], timeout: 30s, idle_timeout: ${idle}, max_sessions_per_user: 100000 }
+  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts], timeout: 30s, idle_timeout: ${idle}, max_sessions_per_user: 100000, max_sessions_per_instance: 100000 }
   - path: /demo-http
     type: http
     dev_backend: { command: [node, examples/demo-server/server.ts, --http], path: /mcp }
     timeout: 30s
     idle_timeout: ${idle}
     max_sessions_per_user: 100000
+    max_sessions_per_instance: 100000
 server:
   port: \${MCP_FRONT_PORT}
 `;

@@ -7,7 +7,7 @@ import { McpSession } from '../../lib/mcp/session.ts';
 
 function session(legacy = false) {
   const ended: string[] = [];
-  const s = new McpSession({ id: 's1', userSub: 'u', clientId: 'c', log: silentLogger, requestTimeoutMs: 5_000, keepaliveMs: 60_000, legacy, onEnd: () => ended.push('ended') });
+  const s = new McpSession({ id: 's1', userSub: 'u', clientId: 'c', log: silentLogger, requestTimeoutMs: 5_000, keepaliveMs: 60_000, streamMaxMs: 3_600_000, legacy, onEnd: () => ended.push('ended') });
   s.backend = { send: async () => undefined, close: async () => undefined };
   return { s, ended };
 }

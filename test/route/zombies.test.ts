@@ -20,7 +20,7 @@ const YAML = `oauth:
   provider: dev
   data_dir: \${MCP_FRONT_DATA_DIR}
 routes:
-${['normal', 'stall', 'crash-on-call', 'ignore-term', 'grandchild'].map((mode) => `  - { path: /${mode.replace('-on-call', '')}, type: stdio, command: [node, ${FIXTURE}, ${mode}], timeout: 30s, max_sessions_per_user: 100 }`).join('\n')}
+${['normal', 'stall', 'crash-on-call', 'ignore-term', 'grandchild'].map((mode) => `  - { path: /${mode.replace('-on-call', '')}, type: stdio, command: [node, ${FIXTURE}, ${mode}], timeout: 30s, max_sessions_per_user: 100, max_sessions_per_instance: 200 }`).join('\n')}
 server:
   port: \${MCP_FRONT_PORT}
 `;

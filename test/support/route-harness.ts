@@ -29,19 +29,20 @@ export interface RouteHarness {
 }
 
 /** `routeYaml` is one route entry (YAML list item body, indented by 4). */
-export async function startRoute(routeYaml: string, options: { store?: Store; log?: Logger; keepaliveMs?: number; keys?: KeySet } = {}): Promise<RouteHarness> {
+export async function startRoute(routeYaml: string, options: { store?: Store; log?: Logger; keepaliveMs?: number; keys?: KeySet; serverYaml?: string } = {}): Promise<RouteHarness> {
   // The issuer must name the port before it is known: serve on a fixed free port.
   const { freePort } = await import('../../cli/dev-backend.ts');
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const config = parseConfig(`oauth:\n  issuer: ${issuer}\n  provider: dev\nroutes:\n  -\n${routeYaml}\n`, {}, 'route-harness.yaml');
+  const server = options.serverYaml ? `server:\n${options.serverYaml}\n` : '';
+  const config = parseConfig(`oauth:\n  issuer: ${issuer}\n  provider: dev\nroutes:\n  -\n${routeYaml}\n${server}`, {}, 'route-harness.yaml');
   const route = config.routes[0]!;
   const store = options.store ?? (await openSqliteStore({ file: ':memory:', clock: systemClock }));
   const keys = options.keys ?? (await loadKeySet(store, systemClock));
   const verifier = createAccessTokenVerifier({ issuer, keys: [...keys.published], clock: systemClock });
   const log = options.log ?? silentLogger;
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log, keepaliveMs: options.keepaliveMs });
-  const server = await serveHandler((req, ctx) => service.handle(req, ctx), { host: '127.0.0.1', port, log });
+  const running = await serveHandler((req, ctx) => service.handle(req, ctx), { host: '127.0.0.1', port, log });
   const url = `${issuer}${route.path}/mcp`;
   const token = async (o: { sub?: string; aud?: string; ttlMs?: number } = {}) =>
     (await signAccessToken(keys.current, issuer, o.ttlMs ?? 3_600_000, systemClock, { sub: o.sub ?? 'dev:ada@example.com', email: 'ada@example.com', aud: o.aud ?? url, client_id: 'test-client', scope: 'mcp' })).token;
@@ -49,7 +50,7 @@ export async function startRoute(routeYaml: string, options: { store?: Store; lo
     config,
     route,
     service,
-    server,
+    server: running,
     store,
     issuer,
     url,
@@ -62,7 +63,7 @@ export async function startRoute(routeYaml: string, options: { store?: Store; lo
     },
     async close() {
       await service.close();
-      await server.close();
+      await running.close();
       if (!options.store) await store.close();
     },
   };
