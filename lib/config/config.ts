@@ -87,6 +87,8 @@ export interface ServerConfig {
   readonly healthPath: string;
   /** ms */
   readonly requestTimeout: number;
+  /** Proxy hops whose X-Forwarded-For entries are believed (lib/http/client-ip.ts). */
+  readonly trustedProxies: number;
   readonly allowedOrigins: readonly string[];
   /** Conformance testing only (loopback issuers): routes take requests without a token. */
   readonly insecureNoAuth: boolean;

@@ -136,6 +136,12 @@ export const configSchema = z
         health_path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/health'),
         /** A request not fully received (headers and body) within this gets 408. */
         request_timeout: duration.prefault('30s'),
+        /**
+         * Proxies in front of the gateway whose X-Forwarded-For entries are believed, counting the
+         * socket peer as the first: 0 on a bare host, 1 on Cloud Run reached directly, 2 behind
+         * Google's external load balancer. Too many lets a client choose its own address.
+         */
+        trusted_proxies: z.number().int().min(0).default(0),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),
         /** Routes answer without a token. Only for the MCP conformance suite; refused unless the issuer is loopback. */
