@@ -78,7 +78,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
       return services.get(backend.route.path)!.handle(req, ctx);
     };
 
-    const server = await serveHandler(handler, { host: config.server.host, port: config.server.port, log, requestTimeoutMs: config.server.requestTimeout });
+    const server = await serveHandler(handler, { host: config.server.host, port: config.server.port, log, requestTimeoutMs: config.server.requestTimeout, trustedProxies: config.server.trustedProxies });
     // Registered last so it runs first: stop taking requests, end sessions (which closes their
     // streams, so the connections can finish), then wait for the server to be done.
     cleanups.push(async () => {

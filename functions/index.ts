@@ -1,6 +1,7 @@
 import * as ff from '@google-cloud/functions-framework';
 import { systemClock } from '../lib/clock.ts';
 import { loadConfig } from '../lib/config/load.ts';
+import { clientIp } from '../lib/http/client-ip.ts';
 import type { Handler } from '../lib/http/types.ts';
 import { createLogger } from '../lib/log.ts';
 import { openStore } from '../lib/store/open.ts';
@@ -14,13 +15,14 @@ import type { Request as ExpressRequest, Response as ExpressResponse } from 'exp
 // (Secret Manager), Firestore from the config. Built once per instance, on first request.
 
 const log = createLogger({ base: { service: 'mcp-front-oauth' } });
-let app: Promise<Handler> | undefined;
+/** The handler, and how many proxies in front of the function add X-Forwarded-For entries we may believe. */
+let app: Promise<{ handler: Handler; trustedProxies: number }> | undefined;
 
-async function build(): Promise<Handler> {
+async function build(): Promise<{ handler: Handler; trustedProxies: number }> {
   const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
   const store = await openStore(config.oauth, systemClock);
   const keys = await loadKeySet(store, systemClock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
-  return createOAuthApp({ config, store, keys, clock: systemClock, log });
+  return { handler: createOAuthApp({ config, store, keys, clock: systemClock, log }), trustedProxies: config.server.trustedProxies };
 }
 
 /** The function body, shared with the Firebase emulator wrapper (functions/firebase/index.ts). */
@@ -29,9 +31,7 @@ export async function serveOAuth(req: ExpressRequest, res: ExpressResponse): Pro
     app = undefined; // a failed start (store down) is retried on the next request
     throw err;
   });
-  const handler = await app;
-  const forwarded = req.headers['x-forwarded-for'];
-  const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
+  const { handler, trustedProxies } = await app;
   let request: Request;
   try {
     request = toWebRequest(req);
@@ -39,7 +39,7 @@ export async function serveOAuth(req: ExpressRequest, res: ExpressResponse): Pro
     res.status(400).json({ error: 'invalid_request', error_description: 'malformed Host or request target' });
     return;
   }
-  await writeWebResponse(await handler(request, { clientIp }), res);
+  await writeWebResponse(await handler(request, { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, trustedProxies) }), res);
 }
 
 ff.http('oauth', serveOAuth);

@@ -28,7 +28,8 @@ export function renderServiceConfig(
   const oauth: Raw = { ...(raw.oauth as Raw), storage: 'firestore', gcp_project: options.project };
   delete oauth.data_dir;
   const routes = (raw.routes as Raw[] | undefined) ?? [];
-  const server: Raw = { ...((raw.server as Raw | undefined) ?? {}), host: '0.0.0.0' };
+  // Google's load balancer appends "<client>, <lb>" to X-Forwarded-For; the socket peer is Google's front end.
+  const server: Raw = { ...((raw.server as Raw | undefined) ?? {}), host: '0.0.0.0', trusted_proxies: 2 };
   delete server.port; // Cloud Run says which port in $PORT.
 
   let doc: Raw;

@@ -1,4 +1,9 @@
-/** The one source of time: inject a fake in tests of expiry, grace windows and rotation. */
+/**
+ * Time for the authorization server's decisions (expiry of codes, tokens, grants, requests;
+ * grace and rate windows) and the stores' expiry: inject a fake in tests of those. Not
+ * everything reads it: MCP sessions' idle reaping, `connect`, the dev tooling and the check of
+ * an identity provider's ID token times use the system time.
+ */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;

@@ -38,7 +38,3 @@ export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>>
 }
 
 export const silentLogger: Logger = createLogger({ write: () => {} });
-
-export function describeError(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-}

@@ -1,4 +1,5 @@
 import { isLoopbackHost } from '../../lib/config/config.ts';
+import { checkResourceAllowed, resourceUrlFromServerUrl } from '../../lib/mcp/sdk.ts';
 
 // Finding the authorization server from an MCP server's URL alone, as the MCP authorization
 // spec lays it out: the 401's WWW-Authenticate names the protected resource metadata (RFC 9728,
@@ -108,6 +109,12 @@ export async function discover(serverUrl: string): Promise<Discovered> {
   }
   if (!prm) throw new ConnectError(`${serverUrl} publishes no protected resource metadata (RFC 9728): is it an OAuth-protected MCP server?`);
   const resource = typeof prm.resource === 'string' ? prm.resource : server.toString();
+  // RFC 9728 §3.3: metadata naming another resource must not be used; else a server could have
+  // us ask (and then send it) a token for someone else's MCP server. Same origin, and a path that
+  // is ours or a parent of it: the MCP SDK's rule, so servers it accepts we accept.
+  if (!URL.canParse(resource) || !checkResourceAllowed({ requestedResource: resourceUrlFromServerUrl(server), configuredResource: resource })) {
+    throw new ConnectError(`${serverUrl}'s protected resource metadata names the resource ${resource}, which is not this server (RFC 9728 §3.3)`);
+  }
   const issuerValue = Array.isArray(prm.authorization_servers) ? prm.authorization_servers[0] : undefined;
   const issuer = checkSafeUrl(issuerValue, 'the authorization server');
   let metadata: ServerMetadata | undefined;

@@ -56,7 +56,7 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
   };
   const router = IttyRouter<IRequest, [RequestContext]>();
   const limits = deps.config.oauth.rateLimits;
-  // Per client IP (the LB's first X-Forwarded-For hop), per minute, counted in the store.
+  // Per client IP (as the trusted proxies saw it: lib/http/client-ip.ts), per minute, counted in the store.
   const limited =
     (name: keyof typeof limits, handler: (req: IRequest) => Promise<Response>) =>
     async (req: IRequest, ctx: RequestContext) => {

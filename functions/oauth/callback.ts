@@ -1,4 +1,4 @@
-import { loadAuthRequest, startBrowserSession } from '../../lib/oauth/authorization.ts';
+import { loadAuthRequest, startBrowserSession, updateAuthRequest } from '../../lib/oauth/authorization.ts';
 import type { SignedInUser } from '../../lib/oauth/grants.ts';
 import { errorPage } from '../../lib/oauth/pages.ts';
 import { sealer } from '../../lib/oauth/sealed.ts';
@@ -36,8 +36,7 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
   }
   const sealed = who.upstreamToken && deps.config.oauth.clientSecret ? sealer(deps.config.oauth.clientSecret).seal(who.upstreamToken) : undefined;
   const user: SignedInUser = { sub: who.sub, email: who.email, ...(who.hd ? { hd: who.hd } : {}), ...(sealed ? { upstream: sealed } : {}) };
-  const signedIn = { ...request, userSub: user.sub, email: user.email };
-  await deps.store.put('authRequests', requestId!, signedIn);
+  const signedIn = await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
   const cookie = await startBrowserSession(deps.store, deps.clock, deps.config, user);
   deps.log.info('signed in', { user: user.sub, provider: deps.config.oauth.provider });
   return continueAuthorization(deps, requestId!, signedIn, user, { 'set-cookie': cookie });

@@ -1,4 +1,4 @@
-import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, type AuthRequest } from '../../lib/oauth/authorization.ts';
+import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, updateAuthRequest, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
 import { issueCodeForRequest, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
@@ -59,7 +59,7 @@ export async function showConsent(req: Request, deps: OAuthDeps): Promise<Respon
   if ('error' in found) return found.error;
   const { request, user } = found;
   if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId!, request, user);
-  if (!request.userSub) await deps.store.put('authRequests', requestId!, { ...request, userSub: user.sub, email: user.email });
+  if (!request.userSub) await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
   const routes = resourcesOf(request).map((r) => routeForResource(deps.config, r)?.path ?? r);
   return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email });
 }

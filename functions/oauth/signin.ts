@@ -1,4 +1,4 @@
-import { loadAuthRequest, startBrowserSession } from '../../lib/oauth/authorization.ts';
+import { loadAuthRequest, startBrowserSession, updateAuthRequest } from '../../lib/oauth/authorization.ts';
 import { devIdentity } from '../../lib/oauth/providers/dev.ts';
 import { errorPage, signInPage } from '../../lib/oauth/pages.ts';
 import { safeEqual } from '../../lib/random.ts';
@@ -26,8 +26,8 @@ export async function submitSignIn(req: Request, deps: OAuthDeps): Promise<Respo
   if (!safeEqual(form.get('csrf') ?? '', request.csrf)) return errorPage('Refused', 'The form token does not match. Start again from your MCP client.', 403);
   const user = devIdentity(form.get('email') ?? '');
   if (!user) return signInPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, formTarget: request.redirectUri, error: 'Enter a valid email address.' });
-  await deps.store.put('authRequests', requestId!, { ...request, userSub: user.sub, email: user.email });
+  const signedIn = await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
   const cookie = await startBrowserSession(deps.store, deps.clock, deps.config, user);
   deps.log.info('signed in', { user: user.sub, provider: 'dev' });
-  return continueAuthorization(deps, requestId!, { ...request, userSub: user.sub, email: user.email }, user, { 'set-cookie': cookie });
+  return continueAuthorization(deps, requestId!, signedIn, user, { 'set-cookie': cookie });
 }

@@ -95,6 +95,8 @@ export interface ServerConfig {
   readonly requestTimeout: number;
   /** ms; GET and legacy SSE streams end (with a retry hint) after this. */
   readonly streamTimeout: number;
+  /** Proxy hops whose X-Forwarded-For entries are believed (lib/http/client-ip.ts). */
+  readonly trustedProxies: number;
   readonly allowedOrigins: readonly string[];
   /** Conformance testing only (loopback issuers): routes take requests without a token. */
   readonly insecureNoAuth: boolean;

@@ -148,6 +148,12 @@ export const configSchema = z
         request_timeout: duration.prefault('30s'),
         /** GET and legacy SSE streams are ended (with a retry hint) after this, before Cloud Run's 60-minute request limit cuts them. */
         stream_timeout: duration.prefault('55m'),
+        /**
+         * Proxies in front of the gateway whose X-Forwarded-For entries are believed, counting the
+         * socket peer as the first: 0 on a bare host, 1 on Cloud Run reached directly, 2 behind
+         * Google's external load balancer. Too many lets a client choose its own address.
+         */
+        trusted_proxies: z.number().int().min(0).default(0),
         /** Browser origins allowed to call the MCP routes (the issuer's own origin always is). */
         allowed_origins: z.array(z.string()).default([]),
         /** Routes answer without a token. Only for the MCP conformance suite; refused unless the issuer is loopback. */

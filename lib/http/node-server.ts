@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { clientIp } from './client-ip.ts';
 import { requestUrl, type Handler, type RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
@@ -11,8 +12,8 @@ export interface ServeOptions {
   host: string;
   port: number;
   log: Logger;
-  /** Behind Google's load balancer the client address is the first X-Forwarded-For hop. */
-  trustProxy?: boolean;
+  /** Proxies in front of this server whose X-Forwarded-For entries are believed (client-ip.ts; default 0: none). */
+  trustedProxies?: number;
   /** How long close() lets in-flight requests finish before cutting them (default 5 s). */
   drainMs?: number;
   /** A request (headers and body) not fully received within this is answered 408: slow-body clients hold nothing for long (default 30 s). */
@@ -98,16 +99,14 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
   }
 }
 
-export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'log' | 'trustProxy'>) {
+export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'log' | 'trustedProxies'>) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    const forwarded = options.trustProxy ? req.headers['x-forwarded-for'] : undefined;
-    const clientIp = (typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : undefined) || req.socket.remoteAddress || 'unknown';
     const traceHeader = req.headers['x-cloud-trace-context'];
-    const ctx: RequestContext = { clientIp, trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
+    const ctx: RequestContext = { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, options.trustedProxies ?? 0), trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
     (hasBody ? readBody(req) : Promise.resolve(undefined))
       .then((body) => {

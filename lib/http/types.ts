@@ -2,7 +2,7 @@
 // the local server and the tests all call the same `(Request, ctx) => Response`.
 
 export interface RequestContext {
-  /** The caller's address as the edge saw it (first X-Forwarded-For hop behind the LB). */
+  /** The caller's address as the first trusted proxy saw it (client-ip.ts). */
   readonly clientIp: string;
   /** Cloud Trace id when the LB sent one, for log correlation. */
   readonly trace?: string;

@@ -1,6 +1,7 @@
-// The one place the MCP TypeScript SDK is imported (besides tests' clients through here), so
-// upgrading it is a one-file change. The gateway's hot path does not use it: routes forward raw
-// JSON-RPC. The demo server, `connect`'s discovery helpers and the tests do.
+// The one place the MCP TypeScript SDK is imported, so upgrading it is a one-file change. The
+// gateway's hot path does not use it: routes forward raw JSON-RPC. The demo server, `connect
+// --all`'s aggregating server, `connect`'s check of the resource a server names (discovery is
+// our own code, cli/connect/discovery.ts), the benchmarks and the tests do.
 
 export { Client } from '@modelcontextprotocol/sdk/client/index.js';
 export { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -11,6 +12,7 @@ export { Server } from '@modelcontextprotocol/sdk/server/index.js';
 export { ListToolsRequestSchema, CallToolRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 export { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 export { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+export { checkResourceAllowed, resourceUrlFromServerUrl } from '@modelcontextprotocol/sdk/shared/auth-utils.js';
 export { SUPPORTED_PROTOCOL_VERSIONS, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 export type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 export type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';

@@ -23,15 +23,22 @@ export async function* readEvents(stream: ReadableStream<Uint8Array>): AsyncGene
   let data: string[] = [];
   let event = '';
   let id: string | undefined;
+  // The last line ended in a CR at the end of a chunk: an LF opening the next one is that same
+  // line ending (a CR LF cut in two), not an empty line that would end the event early.
+  let afterCr = false;
   const reader = stream.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+      if (afterCr && buffer.startsWith('\n')) buffer = buffer.slice(1);
+      if (buffer) afterCr = false;
       let newline: number;
       while ((newline = buffer.search(/\r\n|\r|\n/)) !== -1) {
         const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + (buffer.startsWith('\r\n', newline) ? 2 : 1));
+        const crlf = buffer.startsWith('\r\n', newline);
+        afterCr = !crlf && buffer[newline] === '\r' && newline === buffer.length - 1;
+        buffer = buffer.slice(newline + (crlf ? 2 : 1));
         if (line === '') {
           if (data.length) yield { event: event || 'message', data: data.join('\n'), id };
           data = [];

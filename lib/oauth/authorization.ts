@@ -26,22 +26,37 @@ export interface AuthRequestFields {
   email?: string;
   /** Upstream providers' own state and PKCE verifier for this request. */
   upstream?: Record<string, string>;
+  /** Epoch ms: set once at /authorize; every later write keeps it (updateAuthRequest). */
+  expiresAt: number;
 }
 
 export type AuthRequest = AuthRequestFields & { [key: string]: unknown };
 
 export const AUTH_REQUEST_TTL_MS = 10 * 60_000;
 
-export async function saveAuthRequest(store: Store, clock: Clock, request: Omit<AuthRequestFields, 'csrf'>): Promise<{ id: string; request: AuthRequest }> {
+export async function saveAuthRequest(store: Store, clock: Clock, request: Omit<AuthRequestFields, 'csrf' | 'expiresAt'>): Promise<{ id: string; request: AuthRequest }> {
   const id = randomToken(24);
-  const full: AuthRequest = { ...request, csrf: randomToken(24) };
-  await store.put('authRequests', id, full, { expiresAt: clock.now() + AUTH_REQUEST_TTL_MS });
+  const full: AuthRequest = { ...request, csrf: randomToken(24), expiresAt: clock.now() + AUTH_REQUEST_TTL_MS };
+  await store.put('authRequests', id, full, { expiresAt: full.expiresAt });
   return { id, request: full };
+}
+
+/**
+ * The one writer of a request in progress (sign-in, the upstream round trip, consent): a put
+ * without the expiry would make the request live for ever, and a new one would let each step
+ * extend it. Returns the request as written.
+ */
+export async function updateAuthRequest(store: Store, id: string, request: AuthRequest, changes: Partial<Omit<AuthRequestFields, 'csrf' | 'expiresAt'>>): Promise<AuthRequest> {
+  const updated: AuthRequest = { ...request, ...changes, expiresAt: request.expiresAt };
+  await store.put('authRequests', id, updated, { expiresAt: request.expiresAt });
+  return updated;
 }
 
 export async function loadAuthRequest(store: Store, id: string | null): Promise<AuthRequest | undefined> {
   if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
-  return store.get<AuthRequest>('authRequests', id);
+  const request = await store.get<AuthRequest>('authRequests', id);
+  // One written before requests carried their expiry may have lost it: start again.
+  return typeof request?.expiresAt === 'number' ? request : undefined;
 }
 
 /** The route a resource URL names, if any (RFC 8707: every form a client may send). */

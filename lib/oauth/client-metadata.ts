@@ -21,9 +21,6 @@ export type MetadataFetcher = (url: string) => Promise<SafeResponse>;
 
 export const defaultMetadataFetcher = (options: Partial<SafeFetchOptions> = {}): MetadataFetcher => (url) => safeFetch(url, { maxBytes: METADATA_MAX_BYTES, timeoutMs: FETCH_TIMEOUT_MS, ...options });
 
-/** A client_id in URL form: the client means a metadata document. */
-export const isMetadataClientId = (clientId: string) => clientId.startsWith('https://');
-
 /** Why this URL can't be a client_id (the draft's §3 rules); undefined when it can. */
 export function metadataUrlProblem(clientId: string): string | undefined {
   if (clientId.length > 2048) return 'is longer than 2048 characters';

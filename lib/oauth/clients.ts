@@ -154,6 +154,18 @@ export async function markClientUsed(store: Store, clock: Clock, client: ClientR
 }
 
 /**
+ * A Basic credential part, which RFC 6749 §2.3.1 has clients form-urlencode. One that doesn't
+ * decode names no client: 401 invalid_client, as node-oidc-provider answers.
+ */
+function formDecoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new OAuthError('invalid_client', 401, 'the Basic credentials are not properly percent-encoded', { 'www-authenticate': 'Basic realm="mcp-front"' });
+  }
+}
+
+/**
  * Client authentication at the token endpoint (RFC 6749 §2.3): public clients name
  * themselves; confidential ones prove the secret by Basic or in the body, not both.
  */
@@ -167,10 +179,10 @@ export async function authenticateClient(store: Store, req: Request, form: URLSe
     const decoded = Buffer.from(basic, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0) throw new OAuthError('invalid_client', 401, 'malformed Basic credentials', { 'www-authenticate': 'Basic realm="mcp-front"' });
-    const basicId = decodeURIComponent(decoded.slice(0, colon));
+    const basicId = formDecoded(decoded.slice(0, colon));
     if (id && id !== basicId) throw new OAuthError('invalid_request', 400, 'client_id does not match the Basic credentials');
     id = basicId;
-    secret = decodeURIComponent(decoded.slice(colon + 1));
+    secret = formDecoded(decoded.slice(colon + 1));
     method = 'client_secret_basic';
   }
   const fail = () => new OAuthError('invalid_client', 401, 'client authentication failed', method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="mcp-front"' } : {});

@@ -39,5 +39,3 @@ export class OAuthError extends Error {
 export function errorJson(err: OAuthError): Response {
   return json({ error: err.code, error_description: err.message }, err.status, { ...err.headers, 'cache-control': 'no-store' });
 }
-
-export const invalidRequest = (description: string) => new OAuthError('invalid_request', 400, description);

@@ -155,7 +155,7 @@ function newRefreshToken(tx: Transaction, now: number, refreshTtlMs: number, gra
   return token;
 }
 
-/** Redeems a code: exactly one caller wins; a replay revokes the grant the code produced. */
+/** Redeems a code for an authenticated client: exactly one caller wins; its replay revokes the grant the code produced. */
 export async function redeemCode(
   store: Store,
   clock: Clock,
@@ -167,13 +167,16 @@ export async function redeemCode(
     const code = await tx.get<CodeRecord>('codes', codeId);
     if (!code) return { kind: 'grant', message: 'the authorization code is invalid or expired' };
     const now = clock.now();
+    // The client first (the caller has authenticated it): otherwise anyone holding a leaked,
+    // used code could end a user's grant from any client, or none. A replay only counts from
+    // the client the code was issued to.
+    if (code.clientId !== input.clientId) return { kind: 'grant', message: 'the authorization code was issued to another client' };
     if (code.grantId) {
       // RFC 6749 §4.1.2: a code used twice means it leaked; what it granted is revoked.
       const grant = await tx.get<GrantRecord>('grants', code.grantId);
       if (grant && !grant.revokedAt) tx.put('grants', code.grantId, { ...grant, revokedAt: now, revokedReason: 'authorization code replayed' });
       return { kind: 'grant', message: 'the authorization code was already used; the grant it produced is revoked' };
     }
-    if (code.clientId !== input.clientId) return { kind: 'grant', message: 'the authorization code was issued to another client' };
     const redirectOk = input.redirectUri === undefined ? code.redirectUriImplied === true : input.redirectUri === code.redirectUri;
     if (!redirectOk) return { kind: 'grant', message: input.redirectUri === undefined ? 'redirect_uri is required: the authorization request named one' : 'redirect_uri does not match the one in the authorization request' };
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };

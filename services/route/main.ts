@@ -60,7 +60,7 @@ try {
       throw err;
     }
   };
-  const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustProxy: true, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
+  const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
   log.info('route listening', { route: route.path, port: server.port, type: route.type });
   // Stop accepting, let calls finish, end sessions and children, exit: all inside Cloud Run's 10 s.
   const stop = async (signal: string) => {

@@ -49,7 +49,7 @@ describe('parseConfig', () => {
     expect(config.oauth.refreshGrace).toBe(60_000);
     expect(config.routes[0]).toMatchObject({ name: 'db', type: 'stdio', timeout: 300_000, environment: { DATABASE_URL: 'postgres://db' } });
     expect(config.routes[1]).toMatchObject({ name: 'notion', type: 'http', backend: 'https://notion.example.com/mcp' });
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, requestTimeout: 30_000, streamTimeout: 55 * 60_000, healthPath: '/health', allowedOrigins: [], insecureNoAuth: false });
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, requestTimeout: 30_000, streamTimeout: 55 * 60_000, trustedProxies: 0, healthPath: '/health', allowedOrigins: [], insecureNoAuth: false });
     expect(Object.isFrozen(config.oauth.allowedDomains)).toBe(true);
   });
 
@@ -74,11 +74,17 @@ describe('parseConfig', () => {
     ['a stdio route without command', base.replace('    command: [node, server.js]\n', ''), 'routes[0].command:'],
     ['an issuer with a trailing slash', base.replace('8080', '8080/'), 'oauth.issuer: must not end with "/"'],
     ['a bad port', base + 'server:\n  port: http\n', 'server.port:'],
+    ['a negative number of trusted proxies', base + 'server:\n  trusted_proxies: -1\n', 'server.trusted_proxies:'],
+    ['a fractional number of trusted proxies', base + 'server:\n  trusted_proxies: 1.5\n', 'server.trusted_proxies:'],
     ['an unknown provider', base.replace('oauth:\n', 'oauth:\n  provider: okta\n'), 'oauth.provider:'],
     ['invalid YAML', 'oauth: [', 'not valid YAML'],
     ['a YAML list instead of a mapping', '- a\n- b\n', 'must be a YAML mapping'],
   ])('refuses %s, naming the key path', (_name, text, expected) => {
     expect(errorOf(text)).toContain(expected);
+  });
+
+  it('reads server.trusted_proxies: the proxy hops whose X-Forwarded-For entries are believed', () => {
+    expect(parseConfig(base + 'server:\n  trusted_proxies: 2\n', { DATABASE_URL: 'x' }).server.trustedProxies).toBe(2);
   });
 
   it('refuses the dev sign-in on a public issuer', () => {

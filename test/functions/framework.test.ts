@@ -18,7 +18,7 @@ beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const dir = mkdtempSync(join(tmpdir(), 'mcp-front-ff-'));
-  writeFileSync(join(dir, 'config.yaml'), `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dir}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n`);
+  writeFileSync(join(dir, 'config.yaml'), `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dir}\n  rate_limits: { register: 2 }\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  trusted_proxies: 2\n`);
   child = spawn(process.execPath, [FRAMEWORK, '--target=oauth', '--source=functions/index.ts', `--port=${port}`], { cwd: ROOT, env: { ...process.env, MCP_FRONT_CONFIG: join(dir, 'config.yaml') }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (output += t));
@@ -44,5 +44,19 @@ describe('the oauth Cloud Function under the Functions Framework', () => {
     const res = await fetch(`${base}/.well-known/oauth-authorization-server`, { headers: { 'x-forwarded-host': 'x/token?' } });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: string }).error).toBe('invalid_request');
+  });
+
+  it("counts a client by the address Google's load balancer saw, not by a forged first X-Forwarded-For entry", async () => {
+    // trusted_proxies: 2, as behind the load balancer: "<what the client sent>, <client>, <lb>".
+    const register = (forwardedFor: string) =>
+      fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:1/cb'] }) });
+    // Five requests, each with a different forged entry, with a limit of two a minute: even if a
+    // minute starts between them (the function's clock is the real one), some must be refused.
+    const statuses: number[] = [];
+    for (let i = 1; i <= 5; i++) statuses.push((await register(`6.6.6.${i}, 198.51.100.7, 130.211.0.1`)).status);
+    expect(statuses[0]).toBe(201);
+    expect(statuses).toContain(429);
+    // Another client behind the same load balancer has its own count.
+    expect((await register('198.51.100.8, 130.211.0.1')).status).toBe(201);
   });
 });

@@ -84,8 +84,14 @@ const cases = (): Case[] => [
   ['token: secret for a public client', req('/token', form(`grant_type=refresh_token&refresh_token=x&client_id=CLIENT_ID&client_secret=guess`)), 401, 'invalid_client'],
   ['token: Basic for a public client', req('/token', () => form('grant_type=refresh_token&refresh_token=x', { authorization: `Basic ${Buffer.from(`${clientId}:guess`).toString('base64')}` })), 401, 'invalid_client'],
   ['token: malformed Basic', req('/token', form('grant_type=refresh_token&refresh_token=x', { authorization: 'Basic !!!' })), 400, 'invalid_request'],
+  // RFC 6749 §2.3.1: Basic credentials are form-urlencoded; ones that don't decode authenticate no one.
+  ['token: Basic with a malformed percent-encoded client_id', req('/token', form('grant_type=refresh_token&refresh_token=x', { authorization: `Basic ${Buffer.from('%zz:secret').toString('base64')}` })), 401, 'invalid_client'],
+  ['token: Basic with a malformed percent-encoded secret', req('/token', () => form('grant_type=refresh_token&refresh_token=x', { authorization: `Basic ${Buffer.from(`${clientId}:%E0%A4%A`).toString('base64')}` })), 401, 'invalid_client'],
+  ['revoke: Basic with a malformed percent-encoded client_id', req('/revoke', form('token=x', { authorization: `Basic ${Buffer.from('%:secret').toString('base64')}` })), 401, 'invalid_client'],
   ['token: unknown code', req('/token', form(`grant_type=authorization_code&code=nope&redirect_uri=http://127.0.0.1:1/callback&code_verifier=${'a'.repeat(43)}&client_id=CLIENT_ID`)), 400, 'invalid_grant'],
-  // The one designed change: a replayed code revokes the grant it produced (DESIGN.md, token model).
+  // Another client can't use a leaked code, and its attempt must not end the user's grant.
+  ['token: a used code replayed by another client', req('/token', () => form(`grant_type=authorization_code&code=${spare.code}&redirect_uri=${encodeURIComponent(spare.redirectUri)}&code_verifier=${spare.verifier}&client_id=${otherClientId}`)), 400, 'invalid_grant'],
+  // The one designed change: a replayed code revokes the grant it produced (RFC 6749 §4.1.2).
   ['token: replayed code', req('/token', () => form(`grant_type=authorization_code&code=${tokens.code}&redirect_uri=${encodeURIComponent(tokens.redirectUri)}&code_verifier=${tokens.verifier}&client_id=CLIENT_ID`)), 400, 'invalid_grant', 'grant revoked'],
   ['token: code without verifier', req('/token', form(`grant_type=authorization_code&code=x&redirect_uri=http://127.0.0.1:1/callback&client_id=CLIENT_ID`)), 400, 'invalid_request'],
   ['token: unknown code without redirect_uri', req('/token', form(`grant_type=authorization_code&code=x&code_verifier=${'a'.repeat(43)}&client_id=CLIENT_ID`)), 400, 'invalid_grant'],

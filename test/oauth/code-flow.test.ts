@@ -31,7 +31,7 @@ describe('a successful authorization', () => {
     const verifier = createAccessTokenVerifier({ issuer: ISSUER, keys: [...as.keys.published], clock: as.clock });
     const claims = await verifier.verify(tokens.accessToken, [DEMO]);
     expect(claims).toMatchObject({ iss: ISSUER, aud: DEMO, sub: 'dev:ada@example.com', email: 'ada@example.com', client_id: tokens.clientId, scope: 'mcp' });
-    await expect(verifier.verify(tokens.accessToken, [OTHER])).rejects.toThrow();
+    await expect(verifier.verify(tokens.accessToken, [OTHER])).rejects.toMatchObject({ name: 'InvalidTokenError', code: 'audience' });
     const stored = await as.store.get('refreshTokens', sha256(tokens.refreshToken));
     expect(stored).toMatchObject({ clientId: tokens.clientId, generation: 1 });
     expect(await as.store.get('refreshTokens', tokens.refreshToken)).toBeUndefined();
@@ -171,6 +171,19 @@ describe('redeeming a code', () => {
     expect(grant?.doc.revokedAt).toBe(as.clock.now());
     const refresh = await send(as, '/token', formPost({ grant_type: 'refresh_token', refresh_token, client_id: code.clientId }));
     expect(await errorOf(refresh)).toBe('invalid_grant');
+  });
+
+  it('a used code presented by another client is refused and leaves the grant it produced working', async () => {
+    const as = await authorizationServer();
+    const code = await obtainCode(as, { email: 'ada@example.com', resource: DEMO });
+    const { refresh_token } = (await (await redeemCode(as, code)).json()) as { refresh_token: string };
+    const other = await registerPublicClient(as);
+    const replay = await redeemCode(as, { ...code, clientId: other });
+    expect(replay.status).toBe(400);
+    expect(await errorOf(replay)).toBe('invalid_grant');
+    const [grant] = await as.store.find('grants', 'clientId', code.clientId);
+    expect(grant?.doc.revokedAt).toBeUndefined();
+    expect((await send(as, '/token', formPost({ grant_type: 'refresh_token', refresh_token, client_id: code.clientId }))).status).toBe(200);
   });
 
   it('needs no redirect_uri at /token when /authorize had none (RFC 6749 §4.1.3), but checks one if given', async () => {

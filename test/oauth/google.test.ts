@@ -28,6 +28,8 @@ const ACCOUNTS: Record<string, Record<string, unknown>> = {
 
 let idp: Server;
 let idpPort = 0;
+/** Requests for the IdP's signing keys (its jwks_uri), over the whole file. */
+let jwksFetches = 0;
 let stack: RunningStack;
 let base = '';
 
@@ -46,7 +48,11 @@ beforeAll(async () => {
   } as never);
   provider.proxy = false;
   if (process.env.DEBUG_SIGNIN) provider.on('server_error', (_ctx: unknown, err: Error) => console.log('IDP ERROR', err));
-  idp = createServer(provider.callback());
+  const serveIdp = provider.callback();
+  idp = createServer((req, res) => {
+    if (new URL(req.url!, issuer).pathname === '/jwks') jwksFetches++;
+    return serveIdp(req, res);
+  });
   await new Promise<void>((resolve) => idp.listen(idpPort, '127.0.0.1', resolve));
   const config = parseConfig(
     `oauth:\n  issuer: ${base}\n  provider: google\n  oidc_issuer: ${issuer}\n  client_id: mcp-front\n  client_secret: idp-secret\n  allowed_domains: [example.com]\n  upstream_recheck: 0s\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-google-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n  - { path: /other, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
@@ -181,5 +187,15 @@ describe('each refresh asks the identity provider again (upstream_recheck: 0s)',
     expect(res.body.error).toBe('invalid_grant');
     expect(res.body.error_description).toContain('identity provider no longer accepts');
     expect((await grantOf(clientId)).revokedAt).toBeDefined();
+  });
+});
+
+describe("the IdP's signing keys", () => {
+  it('are fetched once and cached, not on every sign-in and re-check', async () => {
+    const { clientId, refreshToken } = await tokensFor('ada');
+    expect((await refresh(clientId, refreshToken)).status).toBe(200);
+    await tokensFor('ada');
+    // Every sign-in and re-check in this file verified an ID token with the same keys.
+    expect(jwksFetches).toBe(1);
   });
 });

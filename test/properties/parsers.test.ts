@@ -46,22 +46,41 @@ describe('stdio JSON-RPC framing', () => {
     expect(got.map((l) => l.length)).toEqual([big.length]);
   });
 
-  it('survives invalid UTF-8 without throwing', () => {
+  it('reads any bytes, invalid UTF-8 included, as the whole input would decode line by line, however chunked', () => {
+    // Bytes biased to line ends and to pieces of multi-byte characters, cut or not.
+    const byte = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(0x0a, 0x0d, 0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f));
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 500 }), fc.array(fc.nat(), { maxLength: 10 }), (bytes, cuts) => {
+      fc.property(fc.array(byte, { maxLength: 500 }), fc.array(fc.nat(), { maxLength: 10 }), (bytes, cuts) => {
+        const data = Buffer.from(bytes);
+        const pieces: Buffer[] = [];
+        for (let start = 0, at = data.indexOf(0x0a); at !== -1; start = at + 1, at = data.indexOf(0x0a, start)) pieces.push(data.subarray(start, at));
+        const expected = pieces.map((p) => (p[p.length - 1] === 0x0d ? p.subarray(0, -1) : p)).filter((p) => p.length > 0).map((p) => p.toString('utf8'));
         const framer = new LineFramer();
-        for (const c of chunks(Buffer.from(bytes), cuts)) framer.push(c);
+        const got = chunks(data, cuts).flatMap((c) => framer.push(c));
+        expect(got).toEqual(expected);
+        expect(framer.buffered).toBe(data.length - (data.lastIndexOf(0x0a) + 1));
       }),
     );
   });
 });
 
 describe('SSE parsing', () => {
-  it('yields every event\'s data (multi-line included) however the stream is chunked', async () => {
-    const data = fc.array(fc.string({ maxLength: 40 }).map((s) => s.replace(/[\r\n]/g, '')), { minLength: 1, maxLength: 3 });
+  it('yields every event\'s data (multi-line included) whatever the line endings (LF, CR, CR LF) and however the stream is chunked', async () => {
+    const data = fc.array(fc.string({ unit: 'grapheme', maxLength: 40 }).map((s) => s.replace(/[\r\n]/g, '')), { minLength: 1, maxLength: 3 });
+    const ending = fc.constantFrom('\n', '\r', '\r\n');
+    // Each event: a comment, its type, its data lines, a blank line; every line with its own ending.
+    const event = data.chain((lines) => fc.tuple(fc.constant(lines), fc.array(ending, { minLength: lines.length + 3, maxLength: lines.length + 3 })));
     await fc.assert(
-      fc.asyncProperty(fc.array(data, { maxLength: 10 }), fc.array(fc.nat(), { maxLength: 20 }), async (events, cuts) => {
-        const text = events.map((lines) => `: comment\nevent: message\n${lines.map((l) => `data: ${l}`).join('\n')}\n\n`).join('');
+      fc.asyncProperty(fc.array(event, { maxLength: 10 }), fc.array(fc.nat(), { maxLength: 40 }), async (events, cuts) => {
+        let text = '';
+        for (const [lines, endings] of events) {
+          [': comment', 'event: message', ...lines.map((l) => `data: ${l}`), ''].forEach((line, i) => {
+            // A CR then an empty line ended by LF would be one CR LF, not a blank line: the stream
+            // a server means by it has the blank line end in CR LF.
+            const end = line === '' && text.endsWith('\r') && endings[i] === '\n' ? '\r\n' : endings[i]!;
+            text += line + end;
+          });
+        }
         const parts = chunks(Buffer.from(text), cuts);
         const stream = new ReadableStream<Uint8Array>({
           start(controller) {
@@ -71,9 +90,23 @@ describe('SSE parsing', () => {
         });
         const got: string[] = [];
         for await (const e of readEvents(stream)) got.push(e.data);
-        expect(got).toEqual(events.map((lines) => lines.join('\n')));
+        expect(got).toEqual(events.map(([lines]) => lines.join('\n')));
       }),
+      { numRuns: 300 },
     );
+  });
+
+  it('reads a CR LF split across two chunks as one line ending, not as the blank line that ends an event', async () => {
+    const parts = ['data: one\r', '\ndata: two\r\n\r\n'];
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const p of parts) controller.enqueue(new TextEncoder().encode(p));
+        controller.close();
+      },
+    });
+    const got: string[] = [];
+    for await (const e of readEvents(stream)) got.push(e.data);
+    expect(got).toEqual(['one\ntwo']);
   });
 });
 

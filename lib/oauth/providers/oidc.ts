@@ -1,4 +1,4 @@
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { OAuth2Client } from '../../gcp.ts';
 import type { OAuthConfig } from '../../config/config.ts';
 import { randomToken } from '../../random.ts';
@@ -6,8 +6,8 @@ import type { AuthRequest } from '../authorization.ts';
 import type { UserIdentity } from '../grants.ts';
 
 // Sign-in with Google (Workspace) or any OpenID Connect provider: discovery, the authorization
-// code flow with PKCE, state and nonce, and an ID token verified by google-auth-library against
-// the provider's published keys. Who may get in is decided in `admit`, never from an email
+// code flow with PKCE, state and nonce, and an ID token verified with jose against the
+// provider's published keys. Who may get in is decided in `admit`, never from an email
 // suffix for Google: only the `hd` claim proves a Workspace domain.
 
 export interface OidcEndpoints {
@@ -63,6 +63,25 @@ export function discover(issuer: string): Promise<OidcEndpoints> {
 
 export const GOOGLE_ISSUER = 'https://accounts.google.com';
 
+/** Signatures an ID token may carry: the provider's published (asymmetric) keys only. */
+const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+/**
+ * A provider's signing keys, per jwks_uri and shared by every sign-in and re-check of this
+ * instance: fetched once, again after jose's cache age (10 min) and when a token names a key
+ * not yet seen (a rotation), at most every 30 s.
+ */
+function signingKeys(jwksUri: string): ReturnType<typeof createRemoteJWKSet> {
+  let keys = keySets.get(jwksUri);
+  if (!keys) {
+    keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 10_000 });
+    keySets.set(jwksUri, keys);
+  }
+  return keys;
+}
+
 export interface SignedInIdentity extends VerifiedIdentity {
   /** What lets us ask the provider again later (a refresh token; GitHub's user token), if it gave one. */
   readonly upstreamToken?: string;
@@ -95,13 +114,12 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
   const clientId = oauth.clientId!;
   const issuers = issuer === GOOGLE_ISSUER ? [GOOGLE_ISSUER, 'accounts.google.com'] : [issuer];
 
-  async function verify(client: InstanceType<typeof OAuth2Client>, idToken: string, nonce: string | undefined): Promise<VerifiedIdentity> {
+  async function verify(idToken: string, nonce: string | undefined): Promise<VerifiedIdentity> {
     const meta = await discover(issuer);
-    const jwks = (await (await fetch(meta.jwks_uri, { signal: AbortSignal.timeout(10_000), redirect: 'error' })).json()) as { keys: Array<JsonWebKey & { kid?: string }> };
-    const certs = Object.fromEntries(jwks.keys.filter((k) => k.kid).map((k) => [k.kid!, createPublicKey({ key: k, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()]));
-    const ticket = await client.verifySignedJwtWithCertsAsync(idToken, certs, clientId, issuers);
-    const claims = ticket.getPayload();
-    if (!claims?.sub || !claims.email) throw new Error('the ID token carries no subject or email');
+    // OIDC Core §3.1.3.7; the 5-minute clock tolerance is google-auth-library's, which this replaced.
+    const { payload } = await jwtVerify(idToken, signingKeys(meta.jwks_uri), { issuer: issuers, audience: clientId, algorithms: ID_TOKEN_ALGORITHMS, requiredClaims: ['sub', 'iat', 'exp'], clockTolerance: 300 });
+    const claims = payload as { sub?: string; email?: string; email_verified?: boolean; hd?: string; nonce?: string };
+    if (!claims.sub || typeof claims.email !== 'string') throw new Error('the ID token carries no subject or email');
     // A refreshed ID token carries no nonce (OIDC Core §12.2); the sign-in's must match.
     if (nonce !== undefined && claims.nonce !== nonce) throw new Error('the ID token was not issued for this sign-in (nonce mismatch)');
     const prefix = oauth.provider === 'google' ? 'google' : 'oidc';
@@ -143,7 +161,7 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
       const client = new OAuth2Client({ clientId, clientSecret: oauth.clientSecret, redirectUri: callbackUrl, endpoints: { oauth2TokenUrl: meta.token_endpoint } });
       const { tokens } = await client.getToken({ code, codeVerifier: upstream.verifier, redirect_uri: callbackUrl });
       if (!tokens.id_token) throw new Error('the identity provider returned no ID token');
-      const identity = await verify(client, tokens.id_token, upstream.nonce ?? '');
+      const identity = await verify(tokens.id_token, upstream.nonce ?? '');
       return { ...identity, ...(tokens.refresh_token ? { upstreamToken: tokens.refresh_token } : {}) };
     },
 
@@ -162,7 +180,7 @@ export function oidcSignIn(oauth: Pick<OAuthConfig, 'provider' | 'clientId' | 'c
         return { kind: 'gone', reason: 'the identity provider no longer accepts this sign-in (invalid_grant)' };
       }
       if (!credentials.id_token) throw new Error('the identity provider returned no ID token on refresh');
-      const identity = await verify(client, credentials.id_token, undefined);
+      const identity = await verify(credentials.id_token, undefined);
       const rotated = credentials.refresh_token && credentials.refresh_token !== refreshToken ? credentials.refresh_token : undefined;
       return { kind: 'identity', identity, ...(rotated ? { upstreamToken: rotated } : {}) };
     },

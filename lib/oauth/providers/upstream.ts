@@ -2,7 +2,7 @@ import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config/config.ts';
 import { sha256 } from '../../random.ts';
 import type { Store } from '../../store/store.ts';
-import { readCookie, type AuthRequest } from '../authorization.ts';
+import { readCookie, updateAuthRequest, type AuthRequest } from '../authorization.ts';
 import { admit, oidcSignIn, type OidcSignIn, type VerifiedIdentity } from './oidc.ts';
 import { admitGithub, githubSignIn, type GithubIdentity } from './github.ts';
 import type { UpstreamProvider } from './provider.ts';
@@ -24,8 +24,10 @@ export function upstreamProvider(deps: { config: Config; store: Store; clock: Cl
     name: { google: 'Google', github: 'GitHub', oidc: `OpenID Connect (${deps.config.oauth.oidcIssuer})`, dev: 'dev' }[deps.config.oauth.provider],
     async begin(requestId: string, request: AuthRequest) {
       const { location, upstream } = await signIn.begin(requestId, request, callbackUrl(deps.config));
-      await deps.store.put('authRequests', requestId, { ...request, upstream }, { expiresAt: deps.clock.now() + 10 * 60_000 });
-      const cookie = `${LOGIN_COOKIE}=${sha256(requestId)}; Path=/callback; HttpOnly; SameSite=Lax; Max-Age=600${secure ? '; Secure' : ''}`;
+      await updateAuthRequest(deps.store, requestId, request, { upstream });
+      // The login cookie lasts as long as the request it ties to this browser.
+      const maxAge = Math.max(0, Math.ceil((request.expiresAt - deps.clock.now()) / 1000));
+      const cookie = `${LOGIN_COOKIE}=${sha256(requestId)}; Path=/callback; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? '; Secure' : ''}`;
       return new Response(null, { status: 303, headers: { location, 'set-cookie': cookie, 'cache-control': 'no-store' } });
     },
   };
