@@ -125,3 +125,36 @@ function commandPath(words: readonly string[]): string[] {
   const end = words.findIndex((w) => verbs.has(w));
   return words.slice(0, end + 1);
 }
+
+describe('the IAM of every example plan, read as data', () => {
+  const bindings = (example: string) =>
+    planFor(example).steps.filter((s) => s.command.includes('add-iam-policy-binding')).map((s) => ({ command: s.command, member: s.command.find((a) => a.startsWith('--member='))!.slice(9), role: s.command.find((a) => a.startsWith('--role='))!.slice(7), condition: s.command.find((a) => a.startsWith('--condition='))?.slice(12) }));
+
+  it.each(EXAMPLES)('%s: route accounts may use the sessions database only; nothing is granted to allUsers; every build runs as the build account', (example) => {
+    const plan = planFor(example);
+    const all = bindings(example);
+    expect(all.some((b) => /allUsers|allAuthenticatedUsers/.test(b.member))).toBe(false);
+    expect(plan.steps.some((s) => s.command.includes('--allow-unauthenticated'))).toBe(false);
+    const routeBindings = all.filter((b) => b.member.includes('mcp-route-'));
+    expect(routeBindings.length).toBeGreaterThan(0);
+    for (const b of routeBindings) {
+      // Only the sessions database (by an IAM condition), the route's own secrets, and invoking its own private backend.
+      if (b.role === 'roles/datastore.user') expect(b.condition).toBe('expression=resource.name=="projects/' + plan.project + '/databases/mcp-sessions",title=firestore-mcp-sessions-only');
+      else expect(['roles/secretmanager.secretAccessor', 'roles/run.invoker']).toContain(b.role);
+    }
+    const oauthData = all.find((b) => b.member.includes('mcp-front-oauth@') && b.role === 'roles/datastore.user')!;
+    expect(oauthData.condition).toContain('/databases/(default)"');
+    const builds = plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud builds submit' || (s.command.slice(0, 3).join(' ') === 'gcloud run deploy' && s.command.some((a) => a.startsWith('--source='))));
+    expect(builds.length).toBeGreaterThan(0);
+    for (const b of builds) expect(b.command.some((a) => /^--(build-)?service-account=projects\/[^/]+\/serviceAccounts\/mcp-front-build@/.test(a))).toBe(true);
+    for (const deploy of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
+      expect(deploy.command).toContain('--no-invoker-iam-check');
+      expect(deploy.command).toContain('--ingress=internal-and-cloud-load-balancing');
+    }
+  });
+
+  it('a route with a private Cloud Run backend may invoke that service and no other', () => {
+    const invoker = bindings('http-google').filter((b) => b.role === 'roles/run.invoker');
+    expect(invoker.map((b) => b.command.slice(0, 5).join(' '))).toEqual(['gcloud run services add-iam-policy-binding notion-mcp']);
+  });
+});

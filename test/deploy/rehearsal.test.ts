@@ -1,0 +1,283 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, fetch as tlsFetch } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cli/dev-backend.ts';
+import { systemClock } from '../../lib/clock.ts';
+import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
+import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
+import { generateSigningJwk, loadKeySet } from '../../lib/tokens/keys.ts';
+import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { buildDeployPlan, type DeployPlan, type PlanStep } from '../../infra/plan.ts';
+import { loadDeployConfig } from '../../infra/service-config.ts';
+import { stageContext } from '../../infra/stage.ts';
+import { startFirestoreEmulator, type FirestoreEmulator } from '../support/firestore-emulator.ts';
+import { buildImage, canUnshare, installProduction, runImage, uploadSet, type RunningImage } from '../support/image-runner.ts';
+import { descendantsOf } from '../support/process-table.ts';
+import { until } from '../support/route-harness.ts';
+
+// The rehearsal: each example's generated plan executed the way Google would execute it, on
+// loopback. Each deploy step's upload is what `gcloud meta list-files-for-upload` lists, copied
+// to a fresh directory with production dependencies only; the authorization server starts
+// under the Functions Framework from the uploaded package.json's `main` and the step's
+// --function target; each route starts from its generated Dockerfile (built by
+// test/support/image-runner.ts) as PID 1 of a PID namespace. Every service gets exactly the
+// env and secrets its deploy step sets (secrets as env values), PORT, and the platform's
+// stand-ins: the Firestore emulator (both databases), a metadata server, TLS trust for the
+// load balancer. The load balancer terminates TLS for https://localhost:PORT and routes by
+// the generated url-map.yaml: its backend services → NEGs → services, read from the plan.
+// What stands in for a stdio server's image: the demo server (commands on a stand-in PATH).
+
+const EXAMPLES = ['http-google', 'mixed-github', 'stdio-images'] as const;
+const ROOT = process.cwd();
+const NODE = process.execPath;
+const DEMO = join(ROOT, 'examples/demo-server/server.ts');
+
+const emulatorOrSkip = await startFirestoreEmulator();
+const unshare = canUnshare();
+const skip = 'skip' in emulatorOrSkip ? emulatorOrSkip.skip : unshare ? undefined : 'unshare --pid not permitted: rehearsal skipped';
+if (skip && !('skip' in emulatorOrSkip) && process.env.CI) throw new Error(`${skip} — but CI must run it`);
+
+/** The flag values of one command: --name=value. */
+function flag(step: PlanStep, name: string): string | undefined {
+  return step.command.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
+
+/** --set-env-vars and --set-secrets of a deploy step, secrets resolved from the stand-in Secret Manager. */
+function deployEnv(step: PlanStep, secrets: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of (flag(step, 'set-env-vars') ?? '').split(',').filter(Boolean)) env[pair.split('=')[0]!] = pair.slice(pair.indexOf('=') + 1);
+  for (const pair of (flag(step, 'set-secrets') ?? '').split(',').filter(Boolean)) {
+    const [variable, reference] = pair.split('=') as [string, string];
+    const name = reference.replace(/:latest$/, '');
+    if (secrets[name] === undefined) throw new Error(`the plan mounts secret ${name}, which no step creates`);
+    env[variable] = secrets[name]!;
+  }
+  return env;
+}
+
+function selfSignedCert(): { key: string; cert: string; file: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-front-lb-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), file: join(dir, 'cert.pem') };
+}
+
+/** Google's URL map semantics: exact paths, and `/prefix/*` prefixes; the longest match wins. */
+function urlMapRouter(yaml: string, serviceOfBackend: (backend: string) => string): (path: string) => string {
+  const map = parseYaml(yaml) as { defaultService: string; pathMatchers: Array<{ defaultService: string; pathRules: Array<{ paths: string[]; service: string }> }> };
+  const name = (url: string) => url.split('/').at(-1)!;
+  const rules = map.pathMatchers[0]!.pathRules.flatMap((r) => r.paths.map((p) => ({ path: p, service: serviceOfBackend(name(r.service)) })));
+  const fallback = serviceOfBackend(name(map.pathMatchers[0]!.defaultService));
+  return (path) => {
+    let best: { length: number; service: string } | undefined;
+    for (const rule of rules) {
+      const matches = rule.path.endsWith('/*') ? path.startsWith(rule.path.slice(0, -1)) : path === rule.path;
+      if (matches && (!best || rule.path.length > best.length)) best = { length: rule.path.length, service: rule.service };
+    }
+    return best?.service ?? fallback;
+  };
+}
+
+/** The plan's own wiring: backend service → NEG (add-backend) → Cloud Run service (NEG create). */
+function backendToService(plan: DeployPlan): (backend: string) => string {
+  const negOf = new Map(plan.steps.filter((s) => s.command.includes('add-backend')).map((s) => [s.command[4]!, flag(s, 'network-endpoint-group')!]));
+  const serviceOf = new Map(plan.steps.filter((s) => s.command.slice(0, 4).join(' ') === 'gcloud compute network-endpoint-groups create').map((s) => [s.command[4]!, flag(s, 'cloud-run-service')!]));
+  return (backend) => serviceOf.get(negOf.get(backend)!)!;
+}
+
+interface Deployed {
+  readonly name: string;
+  readonly port: number;
+  readonly kind: 'function' | 'route';
+  readonly child?: ChildProcess;
+  readonly image?: RunningImage;
+  output(): string;
+}
+
+describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it${skip ? ` (${skip})` : ''}`, () => {
+  const emulator = emulatorOrSkip as FirestoreEmulator;
+  const tls = selfSignedCert();
+  const dispatcher = new Agent({ connect: { ca: tls.cert } });
+  const clientFetch = ((url: string, init?: RequestInit) => tlsFetch(url, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
+  const standIns: Server[] = [];
+  let demoBackend: ChildProcess | undefined;
+  let demoBackendUrl = '';
+  let metadataHost = '';
+
+  beforeAll(async () => {
+    // The private http backend stands behind TLS with the same trust, checking what the route sends.
+    const port = await freePort();
+    demoBackend = spawn(NODE, [DEMO, '--http'], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' });
+    demoBackendUrl = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 100 && !(await fetch(`${demoBackendUrl}/mcp`).then(() => true, () => false)); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    // The metadata server: an ID token for whatever audience a route asks for.
+    const metadata = createHttpServer((req, res) => {
+      res.setHeader('metadata-flavor', 'Google');
+      if (req.headers['metadata-flavor'] !== 'Google') return void res.writeHead(403).end();
+      const url = new URL(req.url!, 'http://x');
+      if (url.pathname.endsWith('/identity')) {
+        const payload = Buffer.from(JSON.stringify({ aud: url.searchParams.get('audience'), exp: Math.floor(Date.now() / 1000) + 3600, iat: Math.floor(Date.now() / 1000) })).toString('base64url');
+        return void res.end(`eyJhbGciOiJSUzI1NiJ9.${payload}.c2lnbmF0dXJl`);
+      }
+      res.end(url.pathname.endsWith('project-id') ? 'rehearsal' : '');
+    });
+    await new Promise<void>((resolve) => metadata.listen(0, '127.0.0.1', resolve));
+    standIns.push(metadata);
+    metadataHost = `127.0.0.1:${(metadata.address() as { port: number }).port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    demoBackend?.kill('SIGTERM');
+    for (const s of standIns) s.close();
+    await dispatcher.close();
+    await emulator?.stop();
+  });
+
+  it.each(EXAMPLES)('examples/deploy/%s.yaml: uploads, services, load balancer, discovery, a call on every route, clean stop', async (example) => {
+    const lbPort = await freePort();
+    const issuer = `https://localhost:${lbPort}`;
+    const seenBackendAuth: string[] = [];
+    // Remote http backends: one TLS stand-in that records the credentials and proxies to the demo server.
+    const backend = createHttpsServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+      seenBackendAuth.push(String(req.headers.authorization ?? ''));
+      const upstream = httpRequest(`${demoBackendUrl}/mcp`, { method: req.method, headers: { ...req.headers, host: new URL(demoBackendUrl).host } }, (answer) => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    standIns.push(backend);
+    const backendOrigin = `https://localhost:${(backend.address() as { port: number }).port}`;
+
+    // The example, pointed at loopback: the issuer, the upstream IdP, remote backends.
+    const text = readFileSync(`examples/deploy/${example}.yaml`, 'utf8')
+      .replace(/issuer: https:\/\/[a-z.]+/, `issuer: ${issuer}`)
+      .replace(/backend: https:\/\/[^\s]+\/mcp/g, `backend: ${backendOrigin}/mcp`);
+    const file = join(mkdtempSync(join(tmpdir(), 'mcp-front-rehearsal-')), `${example}.yaml`);
+    writeFileSync(file, text);
+    const { config, text: loaded } = loadDeployConfig(file, {});
+    const plan = buildDeployPlan({ config, text: loaded, env: {}, outDir: 'build/deploy', packageJson: readFileSync('package.json', 'utf8') });
+
+    // Secret Manager: what each create-secret step would store.
+    const secrets: Record<string, string> = {};
+    for (const step of plan.steps.filter((s) => s.stdin)) {
+      const name = step.command[3]!;
+      secrets[name] = step.stdin!.kind === 'new-signing-key' ? JSON.stringify(await generateSigningJwk()) : `rehearsal-${step.stdin!.kind === 'secret-from-env' ? step.stdin!.variable : ''}`;
+    }
+    const platform = { FIRESTORE_EMULATOR_HOST: emulator.host, GCE_METADATA_HOST: metadataHost, METADATA_SERVER_DETECTION: 'assume-present', NODE_EXTRA_CA_CERTS: tls.file };
+    const standInBin = mkdtempSync(join(tmpdir(), 'mcp-front-server-image-'));
+    // Stand-in for a server image's own program (stdio-images' /db names `postgres-mcp`).
+    writeFileSync(join(standInBin, 'postgres-mcp'), `#!/bin/sh\nexec ${NODE} ${DEMO}\n`, { mode: 0o755 });
+    const path = `${join(NODE, '..')}:${standInBin}:/usr/bin:/bin`;
+
+    const deployed: Deployed[] = [];
+    try {
+      for (const step of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
+        const name = step.command[3]!;
+        const port = await freePort();
+        const env = { ...deployEnv(step, secrets), ...platform, PORT: String(port), K_SERVICE: name, PATH: path };
+        const source = flag(step, 'source');
+        if (source) {
+          // A Cloud Run function: the upload, production dependencies, the Functions Framework.
+          const staged = mkdtempSync(join(tmpdir(), 'mcp-front-stage-'));
+          stageContext(ROOT, staged, plan.contexts[source]!);
+          const upload = uploadSet(staged);
+          expect(JSON.parse(readFileSync(join(upload, 'package.json'), 'utf8')).main).toBe('functions/index.ts');
+          installProduction(upload);
+          const child = spawn(NODE, ['node_modules/@google-cloud/functions-framework/build/src/main.js', `--target=${flag(step, 'function')}`, '--signature-type=http'], { cwd: upload, env, stdio: ['ignore', 'pipe', 'pipe'] });
+          let output = '';
+          child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+          child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+          deployed.push({ name, port, kind: 'function', child, output: () => output });
+        } else {
+          // A route: its image, built from the context the build step uploads.
+          const build = plan.steps.find((s) => s.command.slice(0, 3).join(' ') === 'gcloud builds submit' && s.command[3]!.endsWith(`/${name}`))!;
+          const dir = build.command[3]!;
+          const staged = mkdtempSync(join(tmpdir(), 'mcp-front-stage-'));
+          stageContext(ROOT, staged, plan.contexts[dir]!);
+          const upload = uploadSet(staged);
+          const image = buildImage(upload, readFileSync(join(upload, 'Dockerfile'), 'utf8'), { node: NODE, imageCommand: { entrypoint: [NODE], cmd: [DEMO] } });
+          const running = runImage(image, env);
+          deployed.push({ name, port, kind: 'route', image: running, output: running.output });
+        }
+      }
+      for (const service of deployed.filter((d) => d.kind === 'route')) {
+        if (!(await until(() => service.output().includes('route listening'), 30_000))) throw new Error(`${service.name} did not start:\n${service.output()}`);
+      }
+
+      // The load balancer, from the generated URL map.
+      const serviceFor = urlMapRouter(plan.files['build/deploy/url-map.yaml']!, backendToService(plan));
+      const portOf = new Map(deployed.map((d) => [d.name, d.port]));
+      const lb = createHttpsServer({ key: tls.key, cert: tls.cert }, (req: IncomingMessage, res: ServerResponse) => {
+        const service = serviceFor(new URL(req.url!, issuer).pathname);
+        const forwarded = req.headers['x-forwarded-for'];
+        const headers = { ...req.headers, 'x-forwarded-for': `${forwarded ? `${forwarded}, ` : ''}${req.socket.remoteAddress}, 127.0.0.2`, 'x-forwarded-proto': 'https' };
+        const upstream = httpRequest({ host: '127.0.0.1', port: portOf.get(service), method: req.method, path: req.url, headers }, (answer) => {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+        });
+        upstream.on('error', () => res.headersSent ? res.destroy() : res.writeHead(502).end());
+        req.pipe(upstream);
+      });
+      await new Promise<void>((resolve) => lb.listen(lbPort, '127.0.0.1', resolve));
+      standIns.push(lb);
+
+      // Discovery through the load balancer, as Claude.ai does it, on every route.
+      const meta = (await (await clientFetch(`${issuer}/.well-known/oauth-authorization-server`)).json()) as { issuer: string; registration_endpoint: string };
+      expect(meta.issuer).toBe(issuer);
+      const registered = await clientFetch(meta.registration_endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['https://claude.ai/api/mcp/auth_callback'], client_name: 'rehearsal', token_endpoint_auth_method: 'none' }) });
+      expect(registered.status).toBe(201);
+      const keys = await loadKeySet(undefined as never, systemClock, { fromEnv: secrets['mcp-front-signing-key'] });
+      for (const route of config.routes) {
+        const url = `${issuer}${route.path}/mcp`;
+        const challenge = await clientFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        expect(challenge.status).toBe(401);
+        const prmUrl = /resource_metadata="([^"]+)"/.exec(challenge.headers.get('www-authenticate') ?? '')![1]!;
+        const prm = (await (await clientFetch(prmUrl)).json()) as { resource: string; authorization_servers: string[] };
+        expect(prm).toMatchObject({ resource: url, authorization_servers: [issuer] });
+
+        // A token as the function issues it (the deployed signing key), verified by the route against the JWKS the function publishes through the load balancer.
+        const { token } = await signAccessToken(keys.current, issuer, 300_000, systemClock, { sub: 'google:ada', email: 'ada@example.com', aud: url, client_id: 'rehearsal', scope: 'mcp' });
+        const client = new Client({ name: 'rehearsal', version: '1' });
+        const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: clientFetch, requestInit: { headers: { authorization: `Bearer ${token}` } } });
+        await client.connect(transport);
+        expect(await client.callTool({ name: 'echo', arguments: { text: `through ${route.path}` } })).toEqual({ content: [{ type: 'text', text: `through ${route.path}` }] });
+        await client.close();
+      }
+
+      // Private backends got the route's own credentials, never the user's token.
+      if (example === 'http-google') expect(seenBackendAuth.every((h) => h.startsWith('Bearer eyJhbGciOiJSUzI1NiJ9.'))).toBe(true);
+      if (example === 'mixed-github') expect(seenBackendAuth.every((h) => h === 'Bearer rehearsal-LINEAR_API_KEY')).toBe(true);
+      if (config.routes.some((r) => r.type === 'http')) expect(seenBackendAuth.length).toBeGreaterThan(0);
+
+      // Session records went to the sessions database, and nothing of the routes' to the authorization server's.
+      process.env.FIRESTORE_EMULATOR_HOST = emulator.host;
+      const sessionsDb = await openFirestoreStore({ projectId: config.oauth.gcpProject!, databaseId: config.oauth.sessionsDatabase, clock: systemClock });
+      const authDb = await openFirestoreStore({ projectId: config.oauth.gcpProject!, databaseId: config.oauth.firestoreDatabase, clock: systemClock });
+      for (const route of config.routes) {
+        expect((await sessionsDb.find('mcpSessions', 'route', route.path)).length).toBeGreaterThan(0);
+        expect(await authDb.find('mcpSessions', 'route', route.path)).toEqual([]);
+      }
+      expect((await authDb.find('clients', 'clientName', 'rehearsal')).length).toBeGreaterThan(0);
+      await sessionsDb.close();
+      await authDb.close();
+    } finally {
+      // SIGTERM every service, as Cloud Run stops instances; nothing may be left.
+      for (const service of deployed) {
+        if (service.image) expect(await service.image.stop()).toBe(0);
+        else {
+          const exited = new Promise((resolve) => service.child!.once('exit', resolve));
+          service.child!.kill('SIGTERM');
+          await exited;
+        }
+      }
+      for (const service of deployed) expect(descendantsOf((service.child ?? service.image!.process).pid!)).toEqual([]);
+    }
+  }, 240_000);
+});
