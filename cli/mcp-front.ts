@@ -62,7 +62,7 @@ program
   .option('--api-base <url>', 'Firebase Rules API base URL')
   .action(async (options: { project: string; database: string; rules: string; apiBase?: string }) => {
     const { deployFirestoreRules } = await import('./firestore-rules.ts');
-    const ruleset = await deployFirestoreRules({ project: options.project, database: options.database, rulesFile: options.rules, apiBase: options.apiBase, token: process.env.CLOUDSDK_AUTH_ACCESS_TOKEN });
+    const ruleset = await deployFirestoreRules({ project: options.project, database: options.database, rulesFile: options.rules, apiBase: options.apiBase ?? process.env.MCP_FRONT_RULES_API, token: process.env.CLOUDSDK_AUTH_ACCESS_TOKEN });
     process.stdout.write(`${options.database}: rules released (${ruleset})\n`);
   });
 
