@@ -4,11 +4,11 @@ import { ConfigError } from '../lib/config/load.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
 import { json, type Handler } from '../lib/http/types.ts';
+import { healthAnswer } from '../lib/http/health.ts';
 import { serveHandler } from '../lib/http/node-server.ts';
 import { buildUrlMap, resolveBackend } from '../lib/urlmap.ts';
 import { openSessionStore, openStore } from '../lib/store/open.ts';
 import type { Store } from '../lib/store/store.ts';
-import { StoreUnavailableError } from '../lib/store/store.ts';
 import { loadKeySet } from '../lib/tokens/keys.ts';
 import { createAccessTokenVerifier } from '../lib/tokens/access-token.ts';
 import { createOAuthApp } from '../functions/oauth/app.ts';
@@ -59,19 +59,10 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });
-    const health = config.server.healthPath;
     const handler: Handler = async (req, ctx) => {
       const { pathname } = new URL(req.url);
-      if (pathname === health) return json({ status: 'ok' });
-      if (pathname === `${health}/ready`) {
-        try {
-          await store.ping();
-          return json({ status: 'ready', store: store.kind });
-        } catch (err) {
-          if (err instanceof StoreUnavailableError) return json({ status: 'unavailable', store: store.kind }, 503, { 'retry-after': '5' });
-          throw err;
-        }
-      }
+      const health = healthAnswer(pathname, config.server.healthPath, store);
+      if (health) return health;
       const backend = resolveBackend(urlMap, pathname);
       if (!backend) return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
       if (backend.kind === 'oauth') return oauth(req, ctx);

@@ -5,8 +5,8 @@ import type { StdioRouteConfig } from '../../lib/config/config.ts';
 import { serveHandler } from '../../lib/http/node-server.ts';
 import { createLogger } from '../../lib/log.ts';
 import { openSessionStore } from '../../lib/store/open.ts';
-import { StoreUnavailableError } from '../../lib/store/store.ts';
-import { json, type Handler } from '../../lib/http/types.ts';
+import type { Handler } from '../../lib/http/types.ts';
+import { healthAnswer } from '../../lib/http/health.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
 import { createRouteService } from './app.ts';
 
@@ -46,20 +46,8 @@ try {
   const store = await openSessionStore(config.oauth, systemClock);
   const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: new URL(`${config.oauth.issuer}/jwks.json`), clock: systemClock });
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }) });
-  const health = config.server.healthPath;
   // Liveness, and readiness (the startup probe the deploy plan sets): the sessions store answers.
-  const handler: Handler = async (req, ctx) => {
-    const { pathname } = new URL(req.url);
-    if (pathname === health) return json({ status: 'ok' });
-    if (pathname !== `${health}/ready`) return service.handle(req, ctx);
-    try {
-      await store.ping();
-      return json({ status: 'ready', store: store.kind });
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) return json({ status: 'unavailable', store: store.kind }, 503, { 'retry-after': '5' });
-      throw err;
-    }
-  };
+  const handler: Handler = (req, ctx) => healthAnswer(new URL(req.url).pathname, config.server.healthPath, store) ?? service.handle(req, ctx);
   const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
   log.info('route listening', { route: route.path, port: server.port, type: route.type });
   // Stop accepting, let calls finish, end sessions and children, exit: all inside Cloud Run's 10 s.
