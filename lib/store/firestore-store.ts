@@ -14,7 +14,15 @@ const TRANSACTION_DEADLINE_MS = 20_000;
 /** gRPC codes that mean "the backend is not answering", not "your request is wrong". */
 const UNAVAILABLE_CODES = new Set([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 14 /* UNAVAILABLE */]);
 
-export async function openFirestoreStore(options: { projectId: string; databaseId?: string; clock: Clock; prefix?: string; firestore?: Firestore }): Promise<Store> {
+export async function openFirestoreStore(options: {
+  projectId: string;
+  databaseId?: string;
+  clock: Clock;
+  prefix?: string;
+  firestore?: Firestore;
+  /** Bound on a whole transaction, retries included; TRANSACTION_DEADLINE_MS unless set. */
+  transactionDeadlineMs?: number;
+}): Promise<Store> {
   const firestore =
     options.firestore ??
     new Firestore({
@@ -24,7 +32,7 @@ export async function openFirestoreStore(options: { projectId: string; databaseI
       // Fail fast on a dead backend: the SDK's own retries would hold a request for a minute.
       maxIdleChannels: 1,
     });
-  return new FirestoreStore(firestore, options.clock, options.prefix ?? '');
+  return new FirestoreStore(firestore, options.clock, options.prefix ?? '', options.transactionDeadlineMs ?? TRANSACTION_DEADLINE_MS);
 }
 
 class FirestoreStore implements Store {
@@ -32,11 +40,13 @@ class FirestoreStore implements Store {
   readonly #db: Firestore;
   readonly #clock: Clock;
   readonly #prefix: string;
+  readonly #transactionDeadlineMs: number;
 
-  constructor(db: Firestore, clock: Clock, prefix: string) {
+  constructor(db: Firestore, clock: Clock, prefix: string, transactionDeadlineMs: number) {
     this.#db = db;
     this.#clock = clock;
     this.#prefix = prefix;
+    this.#transactionDeadlineMs = transactionDeadlineMs;
   }
 
   #ref(collection: Collection, id: string) {
@@ -110,7 +120,7 @@ class FirestoreStore implements Store {
       },
       { maxAttempts: 10 },
     );
-    return this.#call(attempt, TRANSACTION_DEADLINE_MS, () => (abandoned.value = true));
+    return this.#call(attempt, this.#transactionDeadlineMs, () => (abandoned.value = true));
   }
 
   async ping(): Promise<void> {

@@ -101,7 +101,7 @@ export function storeContract(name: string, factory: () => StoreFactory): void {
       );
       expect(await store.get('rateBuckets', 'counter')).toEqual({ n: 20 });
       await store.close();
-    });
+    }, 120_000);
 
     it('50 concurrent redemptions of one code: exactly one wins', async () => {
       const { store } = await setup();
@@ -118,7 +118,7 @@ export function storeContract(name: string, factory: () => StoreFactory): void {
       );
       expect(wins.filter(Boolean)).toHaveLength(1);
       await store.close();
-    });
+    }, 120_000);
 
     it('documents survive closing and reopening the store', async () => {
       const { store, clock, f } = await setup();
