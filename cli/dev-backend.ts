@@ -7,6 +7,22 @@ import type { Logger } from '../lib/log.ts';
 // loopback port, so `npm start` needs nothing else running. Never used in production
 // (config load refuses it for a non-loopback issuer).
 
+/**
+ * The program for a locally run command's first word. A bare `node` is the Node running the
+ * gateway, not the first `node` on PATH: machines often keep an older system Node there (the
+ * project pins Node 24 as a dev dependency), and the demo servers need Node 24's type
+ * stripping. Local `serve` only: in a route image, `node` is the server image's own Node.
+ */
+export function programFor(name: string): string {
+  return name === 'node' ? process.execPath : name;
+}
+
+/** A dev backend that could not start or never listened: the user's command, so one line, no stack trace. */
+export class DevBackendError extends Error {
+  override readonly name = 'DevBackendError';
+  readonly code = 'DEV_BACKEND_FAILED';
+}
+
 export interface DevBackend {
   readonly url: string;
   readonly pid: number;
@@ -41,15 +57,15 @@ export async function startDevBackend(route: HttpRouteConfig, log: Logger, ready
   const port = await freePort();
   const [program, ...args] = spec.command;
   // Its own process group, so stopping it also ends anything it started.
-  const child = spawn(program!, args, {
+  const child = spawn(programFor(program!), args, {
     env: { PATH: process.env.PATH ?? '', PORT: String(port), NODE_OPTIONS: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
   });
   child.stderr!.setEncoding('utf8').on('data', (text: string) => log.warn('dev backend stderr', { route: route.path, stream: 'stderr', text: text.slice(0, 2000) }));
   const failed = new Promise<never>((_, reject) => {
-    child.once('error', (err) => reject(new Error(`dev backend for ${route.path} could not start: ${err.message}`)));
-    child.once('exit', (code, signal) => reject(new Error(`dev backend for ${route.path} exited (${signal ?? code}) before it listened on port ${port}`)));
+    child.once('error', (err) => reject(new DevBackendError(`dev backend for ${route.path} could not start: ${err.message}`)));
+    child.once('exit', (code, signal) => reject(new DevBackendError(`dev backend for ${route.path} exited (${signal ?? code}) before it listened on port ${port}`)));
   });
   failed.catch(() => undefined);
   const deadline = Date.now() + readyWithinMs;
@@ -57,7 +73,7 @@ export async function startDevBackend(route: HttpRouteConfig, log: Logger, ready
     if (await Promise.race([portAnswers(port), failed])) break;
     if (Date.now() > deadline) {
       killGroup(child, 'SIGKILL');
-      throw new Error(`dev backend for ${route.path} did not listen on port ${port} within ${readyWithinMs} ms`);
+      throw new DevBackendError(`dev backend for ${route.path} did not listen on port ${port} within ${readyWithinMs} ms`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -4,16 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { PortInUseError } from '../lib/http/node-server.ts';
-import type { Config } from '../lib/config/config.ts';
+import { isLoopbackHost, type Config } from '../lib/config/config.ts';
 import { generateSigningJwk, rotatedSigningKeys } from '../lib/tokens/keys.ts';
 import { DeployError } from './deploy-error.ts';
 import { ConnectError } from './connect/discovery.ts';
+import { DevBackendError } from './dev-backend.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const DEFAULT_CONFIG = resolve(ROOT, 'examples/local.yaml');
 
 /** Errors a user can fix: printed as one clear message, no stack trace, exit 1. */
-const USER_ERRORS = [ConfigError, PortInUseError, DeployError, InvalidArgumentError, ConnectError];
+const USER_ERRORS = [ConfigError, PortInUseError, DeployError, InvalidArgumentError, ConnectError, DevBackendError];
 
 function port(value: string): number {
   const n = Number(value);
@@ -21,8 +22,20 @@ function port(value: string): number {
   return n;
 }
 
+/**
+ * `serve --port`. A loopback issuer on the configured listen port is this process itself, so it
+ * moves with the port (else the metadata and connector URLs send clients to the old one); an
+ * issuer anywhere else (a public name, a local proxy on another port) stays as configured.
+ */
 function withPort(config: Config, override: number | undefined): Config {
-  return override === undefined ? config : { ...config, server: { ...config.server, port: override } };
+  if (override === undefined) return config;
+  const issuer = new URL(config.oauth.issuer);
+  const issuerPort = Number(issuer.port || (issuer.protocol === 'https:' ? 443 : 80));
+  const server = { ...config.server, port: override };
+  if (!isLoopbackHost(issuer.hostname) || issuerPort !== config.server.port) return { ...config, server };
+  const path = config.oauth.issuer.replace(/^https?:\/\/[^/]+/, '');
+  issuer.port = String(override);
+  return { ...config, server, oauth: { ...config.oauth, issuer: issuer.origin + path } };
 }
 
 const program = new Command('mcp-front').description('One company sign-in in front of many MCP servers').showHelpAfterError();
@@ -31,7 +44,7 @@ program
   .command('serve')
   .description('run the authorization server and every route in one process (local work, single VM)')
   .option('-c, --config <file>', 'YAML config', DEFAULT_CONFIG)
-  .option('-p, --port <port>', 'listen port (overrides server.port)', port)
+  .option('-p, --port <port>', 'listen port (overrides server.port; a loopback issuer on server.port moves with it)', port)
   .action(async (options: { config: string; port?: number }) => {
     const { serve } = await import('./serve.ts'); // loaded on use: `connect` must start fast
     await serve(withPort(loadConfig(options.config), options.port));

@@ -39,7 +39,9 @@ export async function serve(config: Config, log: Logger = createLogger()): Promi
         resolve();
       });
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // `on`, not `once`: Ctrl-C under `npm start` delivers SIGINT twice (the terminal's and the
+    // one npm forwards), and the default action of the second would cut the shutdown short.
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
 }

@@ -13,10 +13,16 @@ import { loadKeySet } from '../lib/tokens/keys.ts';
 import { createAccessTokenVerifier } from '../lib/tokens/access-token.ts';
 import { createOAuthApp } from '../functions/oauth/app.ts';
 import { createRouteService } from '../services/route/app.ts';
-import { startDevBackend, type DevBackend } from './dev-backend.ts';
+import { programFor, startDevBackend, type DevBackend } from './dev-backend.ts';
 
 // The whole gateway in one process, for `serve`: the OAuth handlers and one route service
 // per route behind an in-process router that applies the load balancer's URL map.
+
+/** A stdio route's `node` is this process's Node (see programFor). */
+function onThisNode(route: RouteConfig): RouteConfig {
+  if (route.type !== 'stdio' || route.command.length === 0) return route;
+  return { ...route, command: [programFor(route.command[0]!), ...route.command.slice(1)] };
+}
 
 export interface RunningStack {
   readonly issuer: string;
@@ -55,7 +61,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     // As deployed: on Firestore the routes keep their sessions in a database of their own.
     const sessionStore = options.store || config.oauth.storage === 'sqlite' ? store : await openSessionStore(config.oauth, clock);
     if (sessionStore !== store) cleanups.push(() => sessionStore.close());
-    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route, store: sessionStore, verifier, clock, log: log.child({ route: route.path }) })]));
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }) })]));
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });

@@ -60,6 +60,20 @@ describe('mcp-front serve refuses bad input with one clear message', () => {
     expectUserError(await runServe(['--config', '/nonexistent/mcp-front.yaml']), '/nonexistent/mcp-front.yaml: cannot read config (ENOENT)');
   });
 
+  it('says when a dev backend exits before it listens', async () => {
+    const file = configFile(`oauth:
+  issuer: http://127.0.0.1:8080
+  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-data-'))}
+routes:
+  - path: /broken
+    type: http
+    dev_backend: { command: [node, -e, "process.exit(3)"], path: /mcp }
+server:
+  port: 0
+`);
+    expectUserError(await runServe(['--config', file]), 'dev backend for /broken exited (3) before it listened');
+  });
+
   it('says when the port is already in use', async () => {
     const taken = createServer();
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));

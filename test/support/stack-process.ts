@@ -3,6 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../cli/dev-backend.ts';
+import { systemClock } from '../../lib/clock.ts';
+import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
+import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { loadKeySet } from '../../lib/tokens/keys.ts';
 
 // Starts `mcp-front serve` as a real process on a free loopback port, the way a user does.
 
@@ -25,10 +29,10 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 /** Writes `yaml` to a temp file (or uses examples/local.yaml when omitted) and starts serve. */
-export async function startStackProcess(options: { yaml?: string; env?: Record<string, string>; port?: number; dataDir?: string; nodeArgs?: string[] } = {}): Promise<StackProcess> {
+export async function startStackProcess(options: { yaml?: string; env?: Record<string, string>; port?: number; dataDir?: string; nodeArgs?: string[]; serveArgs?: string[] } = {}): Promise<StackProcess> {
   const port = options.port ?? (await freePort());
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'mcp-front-test-'));
-  const args = [...(options.nodeArgs ?? []), CLI, 'serve'];
+  const args = [...(options.nodeArgs ?? []), CLI, 'serve', ...(options.serveArgs ?? [])];
   if (options.yaml) {
     const file = join(dataDir, 'config.yaml');
     writeFileSync(file, options.yaml);
@@ -70,4 +74,15 @@ export async function startStackProcess(options: { yaml?: string; env?: Record<s
       await exitOf(child);
     },
   };
+}
+
+/** An access token for one route of a running local stack, signed with the key in its SQLite store: no sign-in needed. */
+export async function routeToken(dataDir: string, baseUrl: string, routePath: string): Promise<string> {
+  const store = await openSqliteStore({ file: join(dataDir, 'mcp-front.sqlite'), clock: systemClock });
+  try {
+    const keys = await loadKeySet(store, systemClock);
+    return (await signAccessToken(keys.current, baseUrl, 600_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${baseUrl}${routePath}/mcp`, client_id: 'c', scope: 'mcp' })).token;
+  } finally {
+    await store.close();
+  }
 }
