@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { lazyBody } from './body.ts';
 import { clientIp } from './client-ip.ts';
 import { requestUrl, type Handler, type RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
@@ -35,33 +36,15 @@ export class PortInUseError extends Error {
   }
 }
 
-/** Bodies are read whole before the handler runs (MCP and OAuth messages are small); past this, 413. */
-export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024;
-
-class BodyTooLargeError extends Error {}
-
-/** The body, whole: cheaper than a web stream per request on the hot path, and bounded. */
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BODY_BYTES) return reject(new BodyTooLargeError());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_REQUEST_BODY_BYTES) {
-        req.destroy();
-        reject(new BodyTooLargeError());
-      } else chunks.push(chunk);
-    });
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
-}
-
-function toRequest(req: IncomingMessage, signal: AbortSignal, body: Buffer | undefined): Request {
+/**
+ * The web Request for a Node request. The handler runs at once: its body stays in Node's stream
+ * until the handler reads it, after checking the caller (body.ts).
+ */
+function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  return new Request(requestUrl(req.headers.host, req.url, 'http'), { method: req.method, headers, signal, body: body && body.length ? (new Uint8Array(body.buffer, body.byteOffset, body.length) as Uint8Array<ArrayBuffer>) : undefined });
+  const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : lazyBody(req);
+  return new Request(requestUrl(req.headers.host, req.url, 'http'), { method: req.method, headers, signal, body, duplex: 'half' } as RequestInit);
 }
 
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
@@ -107,24 +90,16 @@ export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'lo
     });
     const traceHeader = req.headers['x-cloud-trace-context'];
     const ctx: RequestContext = { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, options.trustedProxies ?? 0), trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
-    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-    (hasBody ? readBody(req) : Promise.resolve(undefined))
-      .then((body) => {
-        let request: Request;
-        try {
-          request = toRequest(req, abort.signal, body);
-        } catch {
-          res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
-          return undefined;
-        }
-        return handler(request, ctx);
-      })
-      .then((response) => response && writeResponse(response, res))
+    let request: Request;
+    try {
+      request = toRequest(req, abort.signal);
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
+      return;
+    }
+    handler(request, ctx)
+      .then((response) => writeResponse(response, res))
       .catch((err: unknown) => {
-        if (err instanceof BodyTooLargeError) {
-          if (!res.headersSent) res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(`{"error":"invalid_request","error_description":"the body is larger than ${MAX_REQUEST_BODY_BYTES} bytes"}`);
-          return;
-        }
         options.log.error('unhandled error in request handler', { error: err instanceof Error ? err.stack : String(err), path: req.url?.split('?')[0] });
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
         else res.destroy();

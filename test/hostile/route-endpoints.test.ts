@@ -257,7 +257,12 @@ const rawCases = (): Array<[string, () => string, string, number?]> => [
   ['a NUL in a header value', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\u0000b\r\n\r\n`, '400'],
   ['a header name with a space', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n`, '400'],
   ['20 KB of headers', () => `GET /demo/mcp HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`, '431'],
-  ['a body that stops halfway (slow body)', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`, '408', 8_000],
+  // The token is checked before a byte of the body is read: a client without one is answered
+  // at once, whatever body it announces, and holds no buffer while it dawdles.
+  ['a body that stops halfway, no token', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`, '401'],
+  ['3 MiB announced, none sent, no token', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${3 * 1024 * 1024}\r\n\r\n`, '401'],
+  ['9 MiB announced, none sent, no token', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${9 * 1024 * 1024}\r\n\r\n`, '401'],
+  ['a body that stops halfway (slow body)', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`, '408', 8_000],
   ['headers that never end (slowloris)', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n`, '408', 8_000],
   ['a 100 KB Authorization header', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'A'.repeat(100_000)}\r\nContent-Length: 2\r\n\r\n{}`, '431'],
   ['a Content-Length of 1 GB on a tiny body', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{}`, '413'],
