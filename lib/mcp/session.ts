@@ -119,6 +119,9 @@ export class McpSession implements SessionInfo {
   /** A POST: notifications and responses are handed over (202); requests wait for their responses. */
   async post(messages: readonly JsonRpcMessage[], batch: boolean, signal: AbortSignal, headers: Record<string, string>): Promise<Response> {
     this.lastActivity = Date.now();
+    // Gone while we were getting ready (a call without a session waits for its server to start):
+    // send nothing; an abort listener added now would never fire, and the call would run on.
+    if (signal.aborted) return new Response(null, { status: 499 });
     const requests = messages.filter(isRequest);
     if (!requests.length) {
       try {
