@@ -11,12 +11,14 @@ import { freePort } from '../../cli/dev-backend.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
-import { generateSigningJwk, loadKeySet } from '../../lib/tokens/keys.ts';
-import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { generateSigningJwk } from '../../lib/tokens/keys.ts';
 import { buildDeployPlan, type DeployPlan, type PlanStep } from '../../infra/plan.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
 import { stageContext } from '../../infra/stage.ts';
+import { browserSkipReason, launchBrowser } from '../support/browser.ts';
+import { authorizeInBrowser, startRedirectTarget, type RedirectTarget } from '../support/browser-authorization.ts';
 import { startFirestoreEmulator, type FirestoreEmulator } from '../support/firestore-emulator.ts';
+import { startGithubStandIn, startOidcStandIn, type IdpStandIn, type UpstreamClient } from '../support/idp-stand-ins.ts';
 import { buildImage, canUnshare, installProduction, runImage, uploadSet, type RunningImage } from '../support/image-runner.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { until } from '../support/route-harness.ts';
@@ -32,6 +34,9 @@ import { until } from '../support/route-harness.ts';
 // load balancer. The load balancer terminates TLS for https://localhost:PORT and routes by
 // the generated url-map.yaml: its backend services → NEGs → services, read from the plan.
 // What stands in for a stdio server's image: the demo server (commands on a stand-in PATH).
+// The client is a user's: DCR, then for each route an authorization in headless Chromium that
+// signs in at a loopback stand-in for the example's identity provider and approves our consent
+// page, the code redeemed with PKCE, MCP calls with the token, and refresh-token rotation.
 
 const EXAMPLES = ['http-google', 'mixed-github', 'stdio-images'] as const;
 const ROOT = process.cwd();
@@ -40,12 +45,21 @@ const DEMO = join(ROOT, 'examples/demo-server/server.ts');
 
 const emulatorOrSkip = await startFirestoreEmulator();
 const unshare = canUnshare();
-const skip = 'skip' in emulatorOrSkip ? emulatorOrSkip.skip : unshare ? undefined : 'unshare --pid not permitted: rehearsal skipped';
+const skip = 'skip' in emulatorOrSkip ? emulatorOrSkip.skip : !unshare ? 'unshare --pid not permitted: rehearsal skipped' : browserSkipReason();
 if (skip && !('skip' in emulatorOrSkip) && process.env.CI) throw new Error(`${skip} — but CI must run it`);
 
 /** The flag values of one command: --name=value. */
 function flag(step: PlanStep, name: string): string | undefined {
   return step.command.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
+
+/** What the stand-in Secret Manager holds for a secret created from $VARIABLE. */
+const storedSecret = (variable: string) => `rehearsal-${variable}`;
+
+/** The user, as each kind of identity provider knows them: in the Workspace domain, the allow list, the GitHub org. */
+function startIdp(provider: string, client: UpstreamClient): Promise<IdpStandIn> {
+  if (provider === 'github') return startGithubStandIn(client, { ada: { id: 1815, emails: [{ email: 'ada@example.com', primary: true, verified: true }], orgs: ['example-org'] } });
+  return startOidcStandIn(client, { ada: { email: 'ada@example.com', email_verified: true, hd: 'example.com' } });
 }
 
 /** --set-env-vars and --set-secrets of a deploy step, secrets resolved from the stand-in Secret Manager. */
@@ -90,6 +104,30 @@ function backendToService(plan: DeployPlan): (backend: string) => string {
   return (backend) => serviceOf.get(negOf.get(backend)!)!;
 }
 
+interface AuthServer {
+  readonly issuer: string;
+  readonly authorization_endpoint: string;
+  readonly token_endpoint: string;
+  readonly registration_endpoint: string;
+  readonly code_challenge_methods_supported: string[];
+}
+
+interface Tokens {
+  readonly access_token: string;
+  readonly refresh_token: string;
+}
+
+async function tokensOf(answer: Response): Promise<Tokens> {
+  const body = (await answer.json()) as Tokens;
+  if (answer.status !== 200) throw new Error(`token endpoint: HTTP ${answer.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function errorOf(answer: Response): Promise<string> {
+  expect(answer.status).toBe(400);
+  return ((await answer.json()) as { error: string }).error;
+}
+
 interface Deployed {
   readonly name: string;
   readonly port: number;
@@ -108,8 +146,12 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
   let demoBackend: ChildProcess | undefined;
   let demoBackendUrl = '';
   let metadataHost = '';
+  let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
+  let redirect: RedirectTarget | undefined;
 
   beforeAll(async () => {
+    browser = await launchBrowser();
+    redirect = await startRedirectTarget();
     // The private http backend stands behind TLS with the same trust, checking what the route sends.
     const port = await freePort();
     demoBackend = spawn(NODE, [DEMO, '--http'], { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' });
@@ -131,14 +173,28 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
     metadataHost = `127.0.0.1:${(metadata.address() as { port: number }).port}`;
   }, 60_000);
 
+  const tokenRequest = (meta: AuthServer, form: Record<string, string>) =>
+    clientFetch(meta.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+
+  /** tools/call echo with the real MCP client, through the load balancer. */
+  async function echo(url: string, accessToken: string, text: string): Promise<void> {
+    const client = new Client({ name: 'rehearsal', version: '1' });
+    const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: clientFetch, requestInit: { headers: { authorization: `Bearer ${accessToken}` } } });
+    await client.connect(transport);
+    expect(await client.callTool({ name: 'echo', arguments: { text } })).toEqual({ content: [{ type: 'text', text }] });
+    await client.close();
+  }
+
   afterAll(async () => {
+    await browser?.closeAll();
+    await redirect?.close();
     demoBackend?.kill('SIGTERM');
     for (const s of standIns) s.close();
     await dispatcher.close();
     await emulator?.stop();
   });
 
-  it.each(EXAMPLES)('examples/deploy/%s.yaml: uploads, services, load balancer, discovery, a call on every route, clean stop', async (example) => {
+  it.each(EXAMPLES)('examples/deploy/%s.yaml: uploads, services, load balancer, sign-in in Chromium at the identity provider, calls and refresh rotation on every route, clean stop', async (example) => {
     const lbPort = await freePort();
     const issuer = `https://localhost:${lbPort}`;
     const seenBackendAuth: string[] = [];
@@ -155,20 +211,29 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
     standIns.push(backend);
     const backendOrigin = `https://localhost:${(backend.address() as { port: number }).port}`;
 
+    // The upstream identity provider: the example's client, with the secret the plan stores for it.
+    const original = readFileSync(`examples/deploy/${example}.yaml`, 'utf8');
+    const upstream = (parseYaml(original) as { oauth: { provider: string; client_id: string; client_secret: string } }).oauth;
+    const idp = await startIdp(upstream.provider, { clientId: upstream.client_id, clientSecret: storedSecret(/^\$\{(\w+)\}$/.exec(upstream.client_secret)![1]!), redirectUri: `${issuer}/callback` });
+
     // The example, pointed at loopback: the issuer, the upstream IdP, remote backends.
-    const text = readFileSync(`examples/deploy/${example}.yaml`, 'utf8')
-      .replace(/issuer: https:\/\/[a-z.]+/, `issuer: ${issuer}`)
+    const text = original
+      .replace(/^ {2}issuer: .*$/m, `  issuer: ${issuer}`)
+      .replace(/^ {2}oidc_issuer: .*$/m, `  oidc_issuer: ${idp.url}`)
+      .replace(/^ {2}provider: google$/m, `  provider: google\n  oidc_issuer: ${idp.url}`)
+      .replace(/^ {2}provider: github$/m, `  provider: github\n  github_url: ${idp.url}\n  github_api_url: ${idp.url}`)
       .replace(/backend: https:\/\/[^\s]+\/mcp/g, `backend: ${backendOrigin}/mcp`);
     const file = join(mkdtempSync(join(tmpdir(), 'mcp-front-rehearsal-')), `${example}.yaml`);
     writeFileSync(file, text);
     const { config, text: loaded } = loadDeployConfig(file, {});
+    expect(config.oauth.provider === 'github' ? config.oauth.githubApiUrl : config.oauth.oidcIssuer).toBe(idp.url);
     const plan = buildDeployPlan({ config, text: loaded, env: {}, outDir: 'build/deploy', packageJson: readFileSync('package.json', 'utf8') });
 
     // Secret Manager: what each create-secret step would store.
     const secrets: Record<string, string> = {};
     for (const step of plan.steps.filter((s) => s.stdin)) {
       const name = step.command[3]!;
-      secrets[name] = step.stdin!.kind === 'new-signing-key' ? JSON.stringify(await generateSigningJwk()) : `rehearsal-${step.stdin!.kind === 'secret-from-env' ? step.stdin!.variable : ''}`;
+      secrets[name] = step.stdin!.kind === 'new-signing-key' ? JSON.stringify(await generateSigningJwk()) : storedSecret(step.stdin!.kind === 'secret-from-env' ? step.stdin!.variable : '');
     }
     const platform = { FIRESTORE_EMULATOR_HOST: emulator.host, GCE_METADATA_HOST: metadataHost, METADATA_SERVER_DETECTION: 'assume-present', NODE_EXTRA_CA_CERTS: tls.file };
     const standInBin = mkdtempSync(join(tmpdir(), 'mcp-front-server-image-'));
@@ -228,27 +293,60 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
       await new Promise<void>((resolve) => lb.listen(lbPort, '127.0.0.1', resolve));
       standIns.push(lb);
 
-      // Discovery through the load balancer, as Claude.ai does it, on every route.
-      const meta = (await (await clientFetch(`${issuer}/.well-known/oauth-authorization-server`)).json()) as { issuer: string; registration_endpoint: string };
+      // Discovery and registration through the load balancer, as an MCP client does them.
+      const meta = (await (await clientFetch(`${issuer}/.well-known/oauth-authorization-server`)).json()) as AuthServer;
       expect(meta.issuer).toBe(issuer);
-      const registered = await clientFetch(meta.registration_endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['https://claude.ai/api/mcp/auth_callback'], client_name: 'rehearsal', token_endpoint_auth_method: 'none' }) });
+      expect(meta.code_challenge_methods_supported).toContain('S256');
+      const registered = await clientFetch(meta.registration_endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [redirect!.uri], client_name: 'rehearsal', token_endpoint_auth_method: 'none' }) });
       expect(registered.status).toBe(201);
-      const keys = await loadKeySet(undefined as never, systemClock, { fromEnv: secrets['mcp-front-signing-key'] });
-      for (const route of config.routes) {
-        const url = `${issuer}${route.path}/mcp`;
-        const challenge = await clientFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-        expect(challenge.status).toBe(401);
-        const prmUrl = /resource_metadata="([^"]+)"/.exec(challenge.headers.get('www-authenticate') ?? '')![1]!;
-        const prm = (await (await clientFetch(prmUrl)).json()) as { resource: string; authorization_servers: string[] };
-        expect(prm).toMatchObject({ resource: url, authorization_servers: [issuer] });
+      const { client_id: clientId } = (await registered.json()) as { client_id: string };
+      const urls = config.routes.map((route) => `${issuer}${route.path}/mcp`);
+      const refresh = (refreshToken: string, resource: string) => tokenRequest(meta, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId, resource });
 
-        // A token as the function issues it (the deployed signing key), verified by the route against the JWKS the function publishes through the load balancer.
-        const { token } = await signAccessToken(keys.current, issuer, 300_000, systemClock, { sub: 'google:ada', email: 'ada@example.com', aud: url, client_id: 'rehearsal', scope: 'mcp' });
-        const client = new Client({ name: 'rehearsal', version: '1' });
-        const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: clientFetch, requestInit: { headers: { authorization: `Bearer ${token}` } } });
-        await client.connect(transport);
-        expect(await client.callTool({ name: 'echo', arguments: { text: `through ${route.path}` } })).toEqual({ content: [{ type: 'text', text: `through ${route.path}` }] });
-        await client.close();
+      // One authorization per route, as a client connecting each MCP server does, in one browser.
+      const context = await browser!.newContext({ ignoreHTTPSErrors: true });
+      try {
+        const page = await context.newPage();
+        for (const [i, route] of config.routes.entries()) {
+          const url = urls[i]!;
+          const challenge = await clientFetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+          expect(challenge.status).toBe(401);
+          const prmUrl = /resource_metadata="([^"]+)"/.exec(challenge.headers.get('www-authenticate') ?? '')![1]!;
+          const prm = (await (await clientFetch(prmUrl)).json()) as { resource: string; authorization_servers: string[] };
+          expect(prm).toMatchObject({ resource: url, authorization_servers: [issuer] });
+
+          // The identity provider's sign-in on the first; the AS session cookie carries the user past it on the others.
+          const authorization = await authorizeInBrowser(page, { issuer, authorizationEndpoint: meta.authorization_endpoint, clientId, redirect: redirect!, resource: url, signIn: i === 0 ? (p) => idp.signIn(p, 'ada') : undefined });
+          expect(authorization.navigations.some((u) => u.startsWith(`${idp.url}/`))).toBe(i === 0);
+          expect(authorization.consent).toContain(route.path);
+          // The client's checks of the redirect: its state, and the issuer it asked (RFC 9207).
+          expect(authorization.redirect.get('state')).toBe(authorization.state);
+          expect(authorization.redirect.get('iss')).toBe(issuer);
+          expect(redirect!.received.get(authorization.state)?.get('code')).toBe(authorization.redirect.get('code'));
+          const first = await tokensOf(await tokenRequest(meta, { grant_type: 'authorization_code', code: authorization.redirect.get('code')!, redirect_uri: redirect!.uri, client_id: clientId, code_verifier: authorization.verifier, resource: url }));
+          await echo(url, first.access_token, `through ${route.path}`);
+          // The token and the grant are this route's only (RFC 8707): another route refuses the
+          // token, and the grant refuses a refresh for another route (without using it up).
+          for (const other of urls.filter((u) => u !== url)) {
+            const elsewhere = await clientFetch(other, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${first.access_token}` }, body: '{}' });
+            expect(elsewhere.status).toBe(401);
+            expect(elsewhere.headers.get('www-authenticate')).toContain('invalid_token');
+            expect(await errorOf(await refresh(first.refresh_token, other))).toBe('invalid_target');
+          }
+
+          // Rotation: each refresh gives a new refresh token and an access token the route takes.
+          const second = await tokensOf(await refresh(first.refresh_token, url));
+          expect(second.refresh_token).not.toBe(first.refresh_token);
+          await echo(url, second.access_token, `refreshed through ${route.path}`);
+          const third = await tokensOf(await refresh(second.refresh_token, url));
+          expect(third.refresh_token).not.toBe(second.refresh_token);
+          // refresh_grace (60 s by default) honours the token rotated last, for a client that lost
+          // the answer; an older one is a replay: refused, and the grant ends with it.
+          expect(await errorOf(await refresh(first.refresh_token, url))).toBe('invalid_grant');
+          expect(await errorOf(await refresh(third.refresh_token, url))).toBe('invalid_grant');
+        }
+      } finally {
+        await context.close();
       }
 
       // Private backends got the route's own credentials, never the user's token.
@@ -265,9 +363,15 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
         expect(await authDb.find('mcpSessions', 'route', route.path)).toEqual([]);
       }
       expect((await authDb.find('clients', 'clientName', 'rehearsal')).length).toBeGreaterThan(0);
+      // One grant per route, for the user the identity provider vouched for, ended by the replay.
+      // The provider's credential is kept, sealed, for the re-checks at later refreshes.
+      const grants = await authDb.find<{ email: string; resource: string; upstream?: string; revokedReason?: string }>('grants', 'clientId', clientId);
+      expect(grants.map((g) => g.doc.resource).sort()).toEqual([...urls].sort());
+      for (const { doc } of grants) expect(doc).toMatchObject({ email: 'ada@example.com', upstream: expect.stringMatching(/^v1\./), revokedReason: 'refresh token reused' });
       await sessionsDb.close();
       await authDb.close();
     } finally {
+      await idp.close();
       // SIGTERM every service, as Cloud Run stops instances; nothing may be left.
       for (const service of deployed) {
         if (service.image) expect(await service.image.stop()).toBe(0);
