@@ -61,6 +61,21 @@ export async function runDoctor(base: string, routes: readonly string[]): Promis
   const alias = await get(`${origin}/.well-known/openid-configuration`).catch(() => undefined);
   check('OpenID configuration alias', alias?.status === 200 && field(alias.body, 'issuer') === origin, 'the URL map must send /.well-known/* to the oauth function');
 
+  // What a browser-based client (MCP Inspector Direct mode, claude.ai's web app) meets first:
+  // its discovery request carries MCP-Protocol-Version, so the browser asks with a preflight.
+  const preflight = await get(`${origin}/.well-known/oauth-authorization-server`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://claude.ai', 'access-control-request-method': 'GET', 'access-control-request-headers': 'mcp-protocol-version' },
+  }).catch(() => undefined);
+  const allowOrigin = preflight?.headers.get('access-control-allow-origin');
+  const allowHeaders = preflight?.headers.get('access-control-allow-headers')?.toLowerCase() ?? '';
+  check(
+    'browser clients: CORS preflight on the metadata',
+    preflight?.status === 204 && (allowOrigin === '*' || allowOrigin === 'https://claude.ai') && /mcp-protocol-version|\*/.test(allowHeaders),
+    'OPTIONS on /.well-known/* must answer 204 with Access-Control-Allow-Origin and allow MCP-Protocol-Version: upgrade the oauth function, and check nothing in front of it answers OPTIONS itself',
+    preflight ? `HTTP ${preflight.status}, Access-Control-Allow-Origin ${JSON.stringify(allowOrigin)}` : 'no answer',
+  );
+
   const jwksUri = field(metadata.body, 'jwks_uri');
   if (typeof jwksUri === 'string') {
     const jwks = await get(jwksUri).catch(() => undefined);

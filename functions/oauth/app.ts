@@ -12,6 +12,7 @@ import { callback } from './callback.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
 import { decideConsent, showConsent } from './consent.ts';
+import { preflightAnswer, publicEndpointMethods, readableFromAnyOrigin } from './cors.ts';
 import type { HandlerDeps, OAuthDeps } from './deps.ts';
 import { authorizationServerMetadata, jwks, protectedResourceMetadata, routeList } from './metadata.ts';
 import { register } from './register.ts';
@@ -33,8 +34,8 @@ const ALLOWED: Record<string, string> = {
   '/consent': 'GET, POST',
   '/callback': 'GET',
   '/signin': 'GET, POST',
-  '/jwks.json': 'GET',
-  '/routes': 'GET',
+  '/jwks.json': 'GET, OPTIONS',
+  '/routes': 'GET, OPTIONS',
 };
 
 function providerFor(deps: OAuthDeps): UpstreamProvider {
@@ -63,12 +64,6 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
       await enforceLimit(deps.store, deps.clock, name, ctx.clientIp, { max: limits[name], windowMs: 60_000 });
       return handler(req);
     };
-  // Browser-based clients (the MCP Inspector) call these cross-origin.
-  const preflight = () =>
-    new Response(null, {
-      status: 204,
-      headers: { 'access-control-allow-origin': '*', 'access-control-allow-methods': 'POST, OPTIONS', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' },
-    });
   router
     .get('/.well-known/oauth-authorization-server', () => authorizationServerMetadata(full))
     .get('/.well-known/openid-configuration', () => authorizationServerMetadata(full))
@@ -83,19 +78,16 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
     .post('/token', limited('token', (req) => token(req, full)))
-    .post('/revoke', (req) => revoke(req, full))
-    .options('/token', preflight)
-    .options('/register', preflight)
-    .options('/revoke', preflight);
+    .post('/revoke', (req) => revoke(req, full));
 
-  return async (req, ctx) => {
+  const answer: Handler = async (req, ctx) => {
     try {
       const response: Response | undefined = await router.fetch(req as IRequest, ctx);
       if (response) return response;
       const { pathname } = new URL(req.url);
       const wellKnown = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'].includes(pathname) || pathname.startsWith('/.well-known/oauth-protected-resource/');
       // 405 only for a path that exists under another method; an unknown path is a 404.
-      const allow = ALLOWED[pathname] ?? (wellKnown && req.method !== 'GET' ? 'GET' : undefined);
+      const allow = ALLOWED[pathname] ?? (wellKnown && req.method !== 'GET' ? 'GET, OPTIONS' : undefined);
       if (allow) return json({ error: 'invalid_request', error_description: `${req.method} is not allowed on ${pathname}` }, 405, { allow });
       return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
     } catch (err) {
@@ -107,5 +99,13 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
       deps.log.error('authorization server error', { error: err instanceof Error ? err.stack : String(err) });
       return json({ error: 'server_error', error_description: 'unexpected error' }, 500);
     }
+  };
+
+  // Browser-based clients call the public endpoints cross-origin (cors.ts); the pages stay same-origin.
+  return async (req, ctx) => {
+    const methods = publicEndpointMethods(new URL(req.url).pathname);
+    if (!methods) return answer(req, ctx);
+    if (req.method === 'OPTIONS') return preflightAnswer(methods);
+    return readableFromAnyOrigin(await answer(req, ctx));
   };
 }

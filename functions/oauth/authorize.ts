@@ -40,6 +40,11 @@ export async function authorize(req: Request, deps: HandlerDeps): Promise<Respon
   if (!/^[A-Za-z0-9_-]{43}$/.test(challenge)) return back('invalid_request', 'code_challenge is not a base64url SHA-256');
   const resources = [...new Set(q.getAll('resource'))];
   const resource = resources[0];
+  // No default resource, even with one route (RFC 8707 §2 would allow one; the MCP
+  // authorization spec makes `resource` a MUST for clients): a client sent here by another
+  // server's metadata would get a token for our route and hand it to that server. The SDK
+  // (hence the Inspector) leaves `resource` out only when it could not read the protected
+  // resource metadata, which a browser client now can (cors.ts).
   if (!resource) return back('invalid_target', 'resource is required: the URL of the MCP server (RFC 8707)');
   const unknownResource = resources.find((r) => !routeForResource(deps.config, r));
   if (unknownResource) return back('invalid_target', `${unknownResource} is not an MCP server of this gateway`);

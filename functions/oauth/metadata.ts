@@ -6,7 +6,8 @@ import type { OAuthDeps } from './deps.ts';
 // RFC 8414 authorization server metadata (and its OpenID alias) and RFC 9728 protected
 // resource metadata for every form of every route's URL.
 
-const PUBLIC = { 'access-control-allow-origin': '*', 'cache-control': 'public, max-age=300' };
+// Readable from any origin: app.ts applies cors.ts to every answer under /.well-known/.
+const CACHEABLE = { 'cache-control': 'public, max-age=300' };
 
 export function authorizationServerMetadata({ config }: OAuthDeps): Response {
   const issuer = config.oauth.issuer;
@@ -29,7 +30,7 @@ export function authorizationServerMetadata({ config }: OAuthDeps): Response {
       client_id_metadata_document_supported: true,
     },
     200,
-    PUBLIC,
+    CACHEABLE,
   );
 }
 
@@ -49,12 +50,12 @@ export function protectedResourceMetadata({ config }: OAuthDeps, pathname: strin
       resource_name: `MCP route ${route.path}`,
     },
     200,
-    PUBLIC,
+    CACHEABLE,
   );
 }
 
 export function jwks({ keys }: OAuthDeps): Response {
-  return json({ keys: keys.published }, 200, PUBLIC);
+  return json({ keys: keys.published }, 200, CACHEABLE);
 }
 
 /**
@@ -63,5 +64,5 @@ export function jwks({ keys }: OAuthDeps): Response {
  */
 export function routeList({ config }: OAuthDeps): Response {
   const issuer = config.oauth.issuer;
-  return json({ issuer, routes: config.routes.map((r) => ({ path: r.path, name: r.name, url: `${issuer}${r.path}/mcp` })) }, 200, PUBLIC);
+  return json({ issuer, routes: config.routes.map((r) => ({ path: r.path, name: r.name, url: `${issuer}${r.path}/mcp` })) }, 200, CACHEABLE);
 }

@@ -17,5 +17,5 @@ export async function register(req: Request, { store, clock, config }: OAuthDeps
     throw new OAuthError('invalid_client_metadata', 400, 'the body is not JSON');
   }
   const client = await registerClient(store, clock, metadata, redirectPolicy(config.oauth));
-  return json(clientInformation(client), 201, { 'access-control-allow-origin': '*' });
+  return json(clientInformation(client), 201);
 }

@@ -12,5 +12,5 @@ export async function revoke(req: Request, deps: HandlerDeps): Promise<Response>
   const client = await authenticateClient(deps.store, req, form, deps.metadataClients);
   const token = form.get('token');
   if (token) await revokeByRefreshToken(deps.store, deps.clock, token, client.clientId);
-  return new Response(null, { status: 200, headers: { 'cache-control': 'no-store', 'access-control-allow-origin': '*' } });
+  return new Response(null, { status: 200, headers: { 'cache-control': 'no-store' } });
 }

@@ -54,6 +54,6 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
   return json(
     { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, refresh_token: issued.refreshToken, scope: grant.scope },
     200,
-    { 'cache-control': 'no-store', pragma: 'no-cache', 'access-control-allow-origin': '*' },
+    { 'cache-control': 'no-store', pragma: 'no-cache' },
   );
 }

@@ -66,6 +66,9 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
     res.end();
     return;
   }
+  // Node holds the head until the first body write: an event stream with nothing to say yet
+  // would reach the client only with its first keep-alive, and clients time out the open.
+  res.flushHeaders();
   const reader = response.body.getReader();
   const onClose = () => void reader.cancel().catch(() => undefined);
   res.once('close', onClose);

@@ -48,6 +48,8 @@ describe('mcp-front doctor', () => {
     const failed = new Map(checks.filter((c) => !c.ok).map((c) => [c.name, c]));
     expect(failed.get('metadata issuer equals the URL clients use')?.fix).toContain(`set oauth.issuer to exactly ${brokenUrl}`);
     expect(failed.get('/demo: protected resource metadata (RFC 9728)')?.fix).toContain('/.well-known/*');
+    // It answers OPTIONS as if it were a GET, with no CORS headers: a browser client can't discover it.
+    expect(failed.get('browser clients: CORS preflight on the metadata')?.detail).toBe('HTTP 200, Access-Control-Allow-Origin null');
     expect(renderChecks(checks)).toContain('fix:');
   });
 });

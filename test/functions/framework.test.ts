@@ -40,6 +40,16 @@ describe('the oauth Cloud Function under the Functions Framework', () => {
     expect(registered.status).toBe(201);
   });
 
+  it('answers a browser client\'s preflight on the metadata, and lets it read a registration error', async () => {
+    const preflight = await fetch(`${base}/.well-known/oauth-authorization-server`, { method: 'OPTIONS', headers: { origin: 'https://claude.ai', 'access-control-request-method': 'GET', 'access-control-request-headers': 'mcp-protocol-version' } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('mcp-protocol-version');
+    const refused = await fetch(`${base}/register`, { method: 'POST', headers: { origin: 'https://claude.ai', 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['javascript:alert(1)'] }) });
+    expect(refused.status).toBe(400);
+    expect(refused.headers.get('access-control-allow-origin')).toBe('*');
+  });
+
   it('refuses a forwarded Host that carries a path (it must never steer routing)', async () => {
     const res = await fetch(`${base}/.well-known/oauth-authorization-server`, { headers: { 'x-forwarded-host': 'x/token?' } });
     expect(res.status).toBe(400);
