@@ -83,6 +83,9 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
     res.end();
     return;
   }
+  // Node sends the head with the first chunk; an event stream may have none for a long time (a
+  // GET stream with nothing to say until its first keepalive), and its client waits for the head.
+  res.flushHeaders();
   const reader = response.body.getReader();
   const onClose = () => void reader.cancel().catch(() => undefined);
   res.once('close', onClose);
