@@ -1,4 +1,4 @@
-import type { JsonRpcMessage } from './jsonrpc.ts';
+import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.ts';
 
 // What an MCP session talks to: a stdio child (stdio-child.ts) or a remote Streamable HTTP
 // server (http-backend.ts). Both are message pipes; the session (session.ts) matches
@@ -13,9 +13,16 @@ export interface Backend {
   readonly pid?: number;
 }
 
+/**
+ * Which stream a server message came on, when the transport tells: the answer to one client
+ * request (Streamable HTTP's POST stream), or the session's own stream (its GET stream).
+ * A stdio server's messages carry no such thing.
+ */
+export type MessageOrigin = { readonly request: JsonRpcId } | 'session';
+
 export interface BackendEvents {
   /** A message from the server: a response, a notification or a server-to-client request. */
-  message(message: JsonRpcMessage): void;
+  message(message: JsonRpcMessage, origin?: MessageOrigin): void;
   /** The server went away on its own (the child exited, the remote stream failed for good). */
   closed(reason: string): void;
 }

@@ -1,12 +1,15 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import { googleIdTokenHeader } from '../gcp.ts';
-import { BackendError, type Backend, type BackendEvents } from './backend.ts';
+import { BackendError, type Backend, type BackendEvents, type MessageOrigin } from './backend.ts';
 import { asMessage, isRequest, type JsonRpcMessage } from './jsonrpc.ts';
 import { readEvents } from './sse.ts';
 
 // A `type: http` route's server: every client message is POSTed to the backend; JSON and
 // event-stream answers come back as messages, event by event, never buffered whole. The
 // backend gets our credentials for it (static headers or a Google ID token), never the user's.
+// Each message is passed on with the stream it came on (a request's answer, or the session's
+// GET stream), so the session can put it on the client's matching stream.
 
 export interface HttpBackendOptions {
   readonly url: string;
@@ -14,6 +17,20 @@ export interface HttpBackendOptions {
   readonly googleIdTokenAudience?: string;
   readonly log: Logger;
 }
+
+/** Where an event stream was read up to, to resume it there (SEP-1699). */
+interface StreamCursor {
+  lastEventId?: string;
+  /** The reconnection delay the server last asked for (its `retry` field). */
+  retryMs: number;
+}
+
+/** What the SDK's client waits before resuming a stream when the server names no delay. */
+const DEFAULT_RETRY_MS = 1000;
+/** Resumptions in a row that bring no new event before the answer is given up as broken. */
+const MAX_IDLE_RESUMES = 3;
+/** Failed attempts in a row to open the server's own stream before the session does without it. */
+const MAX_STREAM_FAILURES = 3;
 
 export function startHttpBackend(options: HttpBackendOptions, events: BackendEvents): Backend {
   let sessionId: string | undefined;
@@ -30,9 +47,11 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
     return headers;
   };
 
-  const pump = async (body: ReadableStream<Uint8Array>, observe: (message: JsonRpcMessage) => void) => {
-    for await (const event of readEvents(body)) {
-      if (event.event !== 'message') continue;
+  const pump = async (body: ReadableStream<Uint8Array>, observe: (message: JsonRpcMessage) => void, cursor?: StreamCursor) => {
+    for await (const event of readEvents(body, (ms) => cursor && (cursor.retryMs = ms))) {
+      if (cursor && event.id !== undefined) cursor.lastEventId = event.id;
+      // An event without data only primes the stream for resumption (SEP-1699).
+      if (event.event !== 'message' || event.data === '') continue;
       let value: unknown;
       try {
         value = JSON.parse(event.data);
@@ -48,27 +67,69 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
   };
 
   // The initialize result names the protocol version later requests must carry.
-  const observe = (message: JsonRpcMessage) => {
+  const observe = (message: JsonRpcMessage, origin?: MessageOrigin) => {
     const result = message.result as { protocolVersion?: unknown } | undefined;
     if (!protocolVersion && result && typeof result.protocolVersion === 'string') protocolVersion = result.protocolVersion;
-    events.message(message);
+    events.message(message, origin);
   };
 
-  const openServerStream = async () => {
-    if (closed) return; // the session ended while its initialize was answered
+  /**
+   * GETs an event stream from the server, after `cursor.lastEventId` when there is one, and
+   * reads it to its end. Resolves with the HTTP status: 200 once a stream was read.
+   */
+  const readStream = async (observeOne: (message: JsonRpcMessage) => void, cursor: StreamCursor): Promise<number> => {
     const abort = new AbortController();
     streams.add(abort);
     try {
-      const res = await fetch(options.url, { method: 'GET', headers: await headersFor('text/event-stream'), signal: abort.signal });
-      if (!res.ok || !res.body || closed) {
+      const headers = await headersFor('text/event-stream');
+      if (cursor.lastEventId !== undefined) headers.set('last-event-id', cursor.lastEventId);
+      const res = await fetch(options.url, { method: 'GET', headers, signal: abort.signal });
+      if (!res.ok || !res.body || closed || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
         await res.body?.cancel();
-        return; // 405: the server has no stream for us, which the spec allows.
+        return res.ok ? 502 : res.status;
       }
-      await pump(res.body, observe);
-    } catch (err) {
-      if (!abort.signal.aborted) options.log.warn('backend event stream ended', { error: String(err) });
+      await pump(res.body, observeOne, cursor);
+      return 200;
     } finally {
       streams.delete(abort);
+    }
+  };
+
+  /**
+   * Reads the event stream answering one request. The server may close it before the response
+   * (SEP-1699 polling: the SDK's closeSSEStream); the answer then goes on over a GET carrying
+   * the last event id, after the delay the server asked for.
+   */
+  const readAnswer = async (body: ReadableStream<Uint8Array>, seen: (message: JsonRpcMessage) => void, answered: () => boolean) => {
+    const cursor: StreamCursor = { retryMs: DEFAULT_RETRY_MS };
+    await pump(body, seen, cursor);
+    for (let idle = 0; !answered() && cursor.lastEventId !== undefined && idle < MAX_IDLE_RESUMES; ) {
+      await delay(cursor.retryMs, undefined, { ref: false });
+      if (closed) return;
+      const resumedAfter = cursor.lastEventId;
+      if ((await readStream(seen, cursor)) !== 200) return;
+      idle = cursor.lastEventId === resumedAfter ? idle + 1 : 0;
+    }
+  };
+
+  /**
+   * The server's stream for messages unrelated to a request (its GET), kept open while the
+   * session lives: when the server ends it (SEP-1699 polling, a platform's request limit) it is
+   * opened again after the delay the server asked for, resuming after the last event id. A
+   * server without one (405) is left alone, and so is one whose stream keeps failing.
+   */
+  const keepServerStream = async () => {
+    const cursor: StreamCursor = { retryMs: DEFAULT_RETRY_MS };
+    for (let failures = 0; !closed && failures < MAX_STREAM_FAILURES; await delay(cursor.retryMs, undefined, { ref: false })) {
+      try {
+        const status = await readStream((m) => observe(m, 'session'), cursor);
+        if (status === 405) return;
+        failures = status === 200 ? 0 : failures + 1;
+      } catch (err) {
+        if (closed) return;
+        options.log.warn('backend event stream ended', { error: String(err) });
+        failures++;
+      }
     }
   };
 
@@ -96,13 +157,14 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
       // A request's response must come on its own POST's answer: when that answer ends without
       // it (a malformed stream, a wrong id), the client hears so now, not at the route timeout.
       let answered = !isRequest(message);
+      const origin: MessageOrigin | undefined = isRequest(message) ? { request: message.id! } : undefined;
       const seen = (m: JsonRpcMessage) => {
         if (!answered && m.id === message.id && ('result' in m || 'error' in m)) answered = true;
-        observe(m);
+        observe(m, origin);
       };
       // Responses stream back while send() has already returned: the session matches them by id.
       const consume = type.includes('text/event-stream')
-        ? pump(res.body, seen)
+        ? readAnswer(res.body, seen, () => answered)
         : res.json().then((value: unknown) => {
             for (const item of Array.isArray(value) ? value : [value]) {
               const parsed = asMessage(item);
@@ -117,7 +179,7 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
         () => answered || fail('the MCP server ended its answer without a response to this request'),
         (err: unknown) => fail(`the MCP server's answer broke off: ${String(err)}`),
       );
-      if (initialized) void openServerStream();
+      if (initialized) void keepServerStream();
     },
     async close(): Promise<void> {
       if (closed) return;

@@ -1,5 +1,5 @@
 import type { Logger } from '../log.ts';
-import { BackendError, type Backend } from './backend.ts';
+import { BackendError, type Backend, type MessageOrigin } from './backend.ts';
 import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
 import { encodeEvent, KEEPALIVE } from './sse.ts';
 import { Exchange } from './exchange.ts';
@@ -33,6 +33,12 @@ export interface SessionOptions extends SessionInfo {
   /** One call per answered tools/call: the audit line (never arguments or results). */
   readonly onToolCall?: (call: { tool: string; durationMs: number; outcome: 'ok' | 'tool_error' | 'error' }) => void;
 }
+
+/**
+ * Notifications about the session as a whole, never about one request: whatever is in flight,
+ * they go to the GET stream, the one for messages unrelated to a request.
+ */
+const SESSION_NOTIFICATIONS = new Set(['notifications/resources/updated', 'notifications/resources/list_changed', 'notifications/tools/list_changed', 'notifications/prompts/list_changed']);
 
 /** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
 const BACKLOG_MAX = 1000;
@@ -92,8 +98,8 @@ export class McpSession implements SessionInfo {
     return this.#open.size > 0 || this.#stream !== undefined;
   }
 
-  /** From the backend. */
-  receive(message: JsonRpcMessage): void {
+  /** From the backend; `origin` when its transport tells which stream the message came on. */
+  receive(message: JsonRpcMessage, origin?: MessageOrigin): void {
     if (isResponse(message) && this.#calls.size) this.#audit(message);
     if (this.#options.legacy) {
       if (isResponse(message)) this.#legacyPending.delete(message.id!);
@@ -110,10 +116,24 @@ export class McpSession implements SessionInfo {
       this.#byId.delete(message.id!);
       return exchange.deliver(message);
     }
-    const token = (message.params as { progressToken?: unknown } | undefined)?.progressToken;
-    const target = [...this.#open].find((e) => token !== undefined && e.progressTokens.has(token)) ?? (token === undefined ? [...this.#open].at(-1) : undefined);
+    const target = this.#callFor(message, origin);
     if (target) return target.deliver(message);
     this.#toStream(message);
+  }
+
+  /**
+   * The call in flight a server notification or request belongs with, if any: the one on whose
+   * answer stream it came, or whose progress token it names; for a stdio server, which tells
+   * neither for logs, sampling or elicitation, the only call in flight. With several in flight
+   * that is unknowable and the message goes to the GET stream: never onto another call's stream.
+   */
+  #callFor(message: JsonRpcMessage, origin: MessageOrigin | undefined): Exchange | undefined {
+    if (typeof origin === 'object') return this.#byId.get(origin.request);
+    if (origin === 'session' || SESSION_NOTIFICATIONS.has(message.method!)) return undefined;
+    const open = [...this.#open].filter((e) => !e.done);
+    const token = (message.params as { progressToken?: unknown } | undefined)?.progressToken;
+    if (token !== undefined) return open.find((e) => e.progressTokens.has(token));
+    return open.length === 1 ? open[0] : undefined;
   }
 
   /** A POST: notifications and responses are handed over (202); requests wait for their responses. */

@@ -16,8 +16,8 @@ export function encodeEvent(data: string, options: { event?: string; id?: string
 
 export const KEEPALIVE = encoder.encode(': keepalive\n\n');
 
-/** Reads events from a byte stream as they complete. */
-export async function* readEvents(stream: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+/** Reads events from a byte stream as they complete; `onRetry` hears each `retry` field (a reconnection delay in ms). */
+export async function* readEvents(stream: ReadableStream<Uint8Array>, onRetry?: (ms: number) => void): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder();
   let buffer = '';
   let data: string[] = [];
@@ -52,6 +52,7 @@ export async function* readEvents(stream: ReadableStream<Uint8Array>): AsyncGene
         if (field === 'data') data.push(value);
         else if (field === 'event') event = value;
         else if (field === 'id' && !value.includes('\0')) id = value;
+        else if (field === 'retry' && /^\d+$/.test(value)) onRetry?.(Number(value));
       }
       if (done) break;
     }

@@ -1,9 +1,8 @@
 import type { Config, RouteConfig } from '../../lib/config/config.ts';
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { Backend } from '../../lib/mcp/backend.ts';
+import type { Backend, BackendEvents } from '../../lib/mcp/backend.ts';
 import { startHttpBackend } from '../../lib/mcp/http-backend.ts';
-import type { JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { McpSession } from '../../lib/mcp/session.ts';
 import { startStdioChild } from '../../lib/mcp/stdio-child.ts';
 import { randomToken } from '../../lib/random.ts';
@@ -42,7 +41,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   const sessions = new Map<string, McpSession>();
 
   const startBackend = (session: McpSession): Backend => {
-    const events = { message: (m: JsonRpcMessage) => session.receive(m), closed: (reason: string) => void session.end(reason) };
+    const events: BackendEvents = { message: (m, origin) => session.receive(m, origin), closed: (reason: string) => void session.end(reason) };
     const backendLog = log.child({ session: session.id });
     if (route.type === 'stdio') {
       return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, log: backendLog }, events);
