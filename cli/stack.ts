@@ -1,5 +1,5 @@
 import type { Config, HttpRouteConfig, RouteConfig } from '../lib/config/config.ts';
-import { routeResources } from '../lib/config/config.ts';
+import { needsAssertionKey, routeResources } from '../lib/config/config.ts';
 import { ConfigError } from '../lib/config/load.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
@@ -9,7 +9,7 @@ import { serveHandler } from '../lib/http/node-server.ts';
 import { buildUrlMap, resolveBackend } from '../lib/urlmap.ts';
 import { openSessionStore, openStore } from '../lib/store/open.ts';
 import type { Store } from '../lib/store/store.ts';
-import { loadKeySet } from '../lib/tokens/keys.ts';
+import { loadAssertionKeys, loadKeySet } from '../lib/tokens/keys.ts';
 import { createAccessTokenVerifier } from '../lib/tokens/access-token.ts';
 import { createOAuthApp } from '../functions/oauth/app.ts';
 import { createRouteService } from '../services/route/app.ts';
@@ -44,7 +44,9 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
   try {
     const needsCommand = config.routes.findIndex((r) => r.type === 'stdio' && r.command.length === 0);
     if (needsCommand !== -1) throw new ConfigError(`${config.source}: routes[${needsCommand}].command: needed to run the route here (only Cloud Run runs a route from its image's entrypoint)`);
-    const keys = await loadKeySet(store, clock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+    const accessKeys = await loadKeySet(store, clock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+    const assertion = needsAssertionKey(config) ? await loadAssertionKeys(store, clock, { fromEnv: process.env.MCP_FRONT_ASSERTION_KEY }) : undefined;
+    const keys = assertion ? { ...accessKeys, assertion } : accessKeys;
     const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: [...keys.published], clock });
     const oauth = createOAuthApp({ config, store, keys, clock, log });
 
@@ -61,7 +63,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     // As deployed: on Firestore the routes keep their sessions in a database of their own.
     const sessionStore = options.store || config.oauth.storage === 'sqlite' ? store : await openSessionStore(config.oauth, clock);
     if (sessionStore !== store) cleanups.push(() => sessionStore.close());
-    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }) })]));
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }), assertionKey: assertion?.current })]));
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });

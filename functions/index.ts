@@ -5,14 +5,16 @@ import { clientIp } from '../lib/http/client-ip.ts';
 import type { Handler } from '../lib/http/types.ts';
 import { createLogger } from '../lib/log.ts';
 import { openStore } from '../lib/store/open.ts';
-import { loadKeySet } from '../lib/tokens/keys.ts';
+import { loadAssertionKeys, loadKeySet } from '../lib/tokens/keys.ts';
+import { needsAssertionKey } from '../lib/config/config.ts';
 import { createOAuthApp } from './oauth/app.ts';
 import { toWebRequest, writeWebResponse } from './express-adapter.ts';
 import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
 
 // The Cloud Function `oauth`: the authorization server's handlers behind the Functions
-// Framework. Config from MCP_FRONT_CONFIG, the signing key from MCP_FRONT_SIGNING_KEY
-// (Secret Manager), Firestore from the config. Built once per instance, on first request.
+// Framework. Config from MCP_FRONT_CONFIG, the signing key from MCP_FRONT_SIGNING_KEY and the
+// identity-assertion key (to publish) from MCP_FRONT_ASSERTION_KEY (Secret Manager), Firestore
+// from the config. Built once per instance, on first request.
 
 const log = createLogger({ base: { service: 'mcp-front-oauth' } });
 /** The handler, and how many proxies in front of the function add X-Forwarded-For entries we may believe. */
@@ -21,7 +23,10 @@ let app: Promise<{ handler: Handler; trustedProxies: number }> | undefined;
 async function build(): Promise<{ handler: Handler; trustedProxies: number }> {
   const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
   const store = await openStore(config.oauth, systemClock);
-  const keys = await loadKeySet(store, systemClock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+  const accessKeys = await loadKeySet(store, systemClock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
+  // Only its public half is used here: published in /jwks.json for the backends that verify assertions.
+  const assertion = needsAssertionKey(config) ? await loadAssertionKeys(store, systemClock, { fromEnv: process.env.MCP_FRONT_ASSERTION_KEY }) : undefined;
+  const keys = assertion ? { ...accessKeys, assertion } : accessKeys;
   return { handler: createOAuthApp({ config, store, keys, clock: systemClock, log }), trustedProxies: config.server.trustedProxies };
 }
 

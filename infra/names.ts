@@ -18,6 +18,8 @@ export const BUILD_ACCOUNT_ID = 'mcp-front-build';
 /** Cloud Run's request limit: routes get it whole (streams end themselves before it, server.stream_timeout). */
 export const SERVICE_TIMEOUT_S = 3600;
 export const SIGNING_KEY_SECRET = 'mcp-front-signing-key';
+/** The identity-assertion key (lib/tokens/keys.ts): read by the oauth function (to publish it) and the http routes with `identity: assertion`, nothing else. */
+export const ASSERTION_KEY_SECRET = 'mcp-front-assertion-key';
 export const LB = {
   address: 'mcp-front-ip',
   urlMap: 'mcp-front-url-map',

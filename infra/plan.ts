@@ -1,9 +1,9 @@
-import type { Config, RouteConfig } from '../lib/config/config.ts';
+import { needsAssertionKey, type Config, type RouteConfig } from '../lib/config/config.ts';
 import { buildUrlMap } from '../lib/urlmap.ts';
 import { routeImage } from './image.ts';
 import {
   accountResource, backendServiceName, buildAccount, BUILD_ACCOUNT_ID, checkDeployable, FUNCTION_NAME, FUNCTION_TARGET, imageName, LB, negName, routeMemory,
-  SERVICE_TIMEOUT_S, serviceAccount, serviceName, SIGNING_KEY_SECRET,
+  ASSERTION_KEY_SECRET, SERVICE_TIMEOUT_S, serviceAccount, serviceName, SIGNING_KEY_SECRET,
 } from './names.ts';
 import { renderServiceConfig, type ServiceConfig } from './service-config.ts';
 import { GCLOUDIGNORE, stagedPackageJson, type StagedContext } from './stage.ts';
@@ -138,9 +138,12 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
     }
   }
 
-  // Secrets: the signing key (generated once, never printed) and each secret the config names.
+  // Secrets: the signing key (generated once, never printed), the identity-assertion key when a
+  // route sends assertions (a key of its own: a route holding the signing key could mint access
+  // tokens for every route), and each secret the config names.
   // Created once; `deploy --apply --update-secrets` adds a new version from the environment.
-  const secretNames = new Map<string, { variable?: string }>([[SIGNING_KEY_SECRET, {}], ...Object.entries(config.deploy.secrets).map(([variable, name]) => [name, { variable }] as const)]);
+  const assertions = needsAssertionKey(config);
+  const secretNames = new Map<string, { variable?: string }>([[SIGNING_KEY_SECRET, {}], ...(assertions ? [[ASSERTION_KEY_SECRET, {}] as const] : []), ...Object.entries(config.deploy.secrets).map(([variable, name]) => [name, { variable }] as const)]);
   for (const [name, { variable }] of secretNames) {
     add({
       title: `Create secret ${name}${variable ? ` from $${variable}` : ' with a new ES256 signing key'}`,
@@ -158,7 +161,7 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
     copy: FUNCTION_SOURCES,
     files: { '.gcloudignore': GCLOUDIGNORE, 'package.json': stagedPackageJson(packageJson, 'functions/index.ts'), 'config.yaml': oauthConfig.yaml },
   };
-  const oauthSecrets = { ...oauthConfig.secrets, MCP_FRONT_SIGNING_KEY: SIGNING_KEY_SECRET };
+  const oauthSecrets = { ...oauthConfig.secrets, MCP_FRONT_SIGNING_KEY: SIGNING_KEY_SECRET, ...(assertions ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}) };
   grantSecrets(add, project, serviceAccount(project, 'oauth'), oauthSecrets);
   add({
     title: `Deploy the authorization server (Cloud Run function ${FUNCTION_NAME})`,
@@ -193,12 +196,13 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
     if (route.type === 'stdio' && route.image && !route.image.includes('@sha256:')) {
       warnings.push(`${route.path}: image ${route.image} is a tag, not a digest: each build may get a different server. Pin it as ${route.image.split(':')[0]}@sha256:…`);
     }
-    grantSecrets(add, project, serviceAccount(project, route), rendered.secrets);
+    const routeSecrets = { ...rendered.secrets, ...(route.type === 'http' && route.identity === 'assertion' ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}) };
+    grantSecrets(add, project, serviceAccount(project, route), routeSecrets);
     add({
       title: `Build the image of ${route.path} (${route.type === 'stdio' ? (route.image ?? 'bundled command') : 'http proxy'} + bridge)`,
       command: ['gcloud', 'builds', 'submit', dir, `--config=${dir}/cloudbuild.yaml`, `--service-account=${accountResource(project, builder)}`, ...p],
     });
-    const secrets = secretFlag(rendered.secrets);
+    const secrets = secretFlag(routeSecrets);
     add({
       title: `Deploy route ${route.path} (Cloud Run ${name}, ${route.type})`,
       command: [

@@ -1,5 +1,5 @@
 import { loadAuthRequest, startBrowserSession, updateAuthRequest } from '../../lib/oauth/authorization.ts';
-import type { SignedInUser } from '../../lib/oauth/grants.ts';
+import { provenFacts, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { errorPage } from '../../lib/oauth/pages.ts';
 import { sealer } from '../../lib/oauth/sealed.ts';
 import { admitFor, callbackUrl, sameBrowser, signInFor } from '../../lib/oauth/providers/upstream.ts';
@@ -23,7 +23,7 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
   if (!code) return errorPage('Sign-in failed', 'The identity provider sent no authorization code.');
   let who;
   try {
-    who = await signInFor(deps.config.oauth).complete(code, request.upstream, callbackUrl(deps.config));
+    who = await signInFor(deps.config).complete(code, request.upstream, callbackUrl(deps.config));
   } catch (err) {
     deps.log.warn('upstream sign-in failed', { error: (err as Error).message });
     return errorPage('Sign-in failed', `The identity provider's answer could not be verified: ${(err as Error).message}`, 403);
@@ -35,7 +35,7 @@ export async function callback(req: Request, deps: OAuthDeps): Promise<Response>
     return errorPage('Access denied', `${refusal} Ask your administrator if you should have access.`, 403);
   }
   const sealed = who.upstreamToken && deps.config.oauth.clientSecret ? sealer(deps.config.oauth.clientSecret).seal(who.upstreamToken) : undefined;
-  const user: SignedInUser = { sub: who.sub, email: who.email, ...(who.hd ? { hd: who.hd } : {}), ...(sealed ? { upstream: sealed } : {}) };
+  const user: SignedInUser = { sub: who.sub, email: who.email, ...provenFacts(who), ...(sealed ? { upstream: sealed } : {}) };
   const signedIn = await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
   const cookie = await startBrowserSession(deps.store, deps.clock, deps.config, user);
   deps.log.info('signed in', { user: user.sub, provider: deps.config.oauth.provider });

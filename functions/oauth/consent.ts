@@ -1,7 +1,8 @@
-import { hasConsent, loadAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, updateAuthRequest, type AuthRequest } from '../../lib/oauth/authorization.ts';
+import { hasConsent, loadAuthRequest, narrowAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, updateAuthRequest, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
-import { issueCodeForRequest, type SignedInUser } from '../../lib/oauth/grants.ts';
+import { issueCodeForRequest, provenFacts, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
+import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { safeEqual } from '../../lib/random.ts';
 import { checkSameOrigin, readForm, redirect, type HandlerDeps, type OAuthDeps } from './deps.ts';
 
@@ -17,8 +18,31 @@ export function redirectToClient(issuer: string, request: Pick<AuthRequest, 'red
   return redirect(url.toString());
 }
 
+/**
+ * Per-route access, once the user is known: a route they may not use is not offered (the
+ * request keeps the others); when none is left, a page says so (403) and the request ends.
+ * Every path to a code goes through here (after sign-in, and on the consent page).
+ */
+async function offerRoutes(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<{ request: AuthRequest } | { error: Response }> {
+  const requested = resourcesOf(request);
+  const refusals = new Map(requested.map((r) => [r, resourceRefusal(deps.config, r, user)] as const));
+  const offered = requested.filter((r) => !refusals.get(r));
+  if (offered.length === requested.length) return { request };
+  deps.log.warn('routes withheld by their access lists', { user: user.sub, client: request.clientId, withheld: requested.filter((r) => refusals.get(r)) });
+  if (offered.length) return { request: await narrowAuthRequest(deps.store, requestId, request, offered) };
+  await deps.store.delete('authRequests', requestId);
+  const reasons = [...new Set(refusals.values())].join('; ');
+  const response = errorPage('No access to this MCP server', `${reasons}. Ask your administrator if you should have access.`, 403);
+  // The sign-in itself succeeded: the AS session starts anyway (other routes need no new sign-in).
+  for (const [name, value] of Object.entries(extraHeaders)) response.headers.set(name, value);
+  return { error: response };
+}
+
 /** After sign-in: a code at once when consent is remembered, else the consent page. */
-export async function continueAuthorization(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
+export async function continueAuthorization(deps: OAuthDeps, requestId: string, requested: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
+  const offered = await offerRoutes(deps, requestId, requested, user, extraHeaders);
+  if ('error' in offered) return offered.error;
+  const { request } = offered;
   if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId, request, user, extraHeaders);
   return redirect(`${deps.config.oauth.issuer}/consent?request=${encodeURIComponent(requestId)}`, extraHeaders);
 }
@@ -34,7 +58,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
     scope: request.scope,
     userSub: user.sub,
     email: user.email,
-    ...(user.hd ? { hd: user.hd } : {}),
+    ...provenFacts(user),
     ...(user.upstream ? { upstream: user.upstream } : {}),
   });
   if (!code) return errorPage('Already answered', 'This authorization request was already answered. Return to your MCP client.');
@@ -50,7 +74,8 @@ async function requestForUser(deps: OAuthDeps, req: Request, requestId: string |
   const user = await browserSessionUser(deps.store, deps.config, req);
   if (!user) return { error: errorPage('Not signed in', 'Your sign-in session has expired. Start again from your MCP client.', 401) };
   if (request.userSub && request.userSub !== user.sub) return { error: errorPage('Wrong account', 'This authorization was started by another account.', 403) };
-  return { request, user };
+  const offered = await offerRoutes(deps, requestId!, request, user);
+  return 'error' in offered ? offered : { request: offered.request, user };
 }
 
 export async function showConsent(req: Request, deps: OAuthDeps): Promise<Response> {

@@ -54,8 +54,9 @@ export function protectedResourceMetadata({ config }: OAuthDeps, pathname: strin
   );
 }
 
+/** The access-token keys, then the identity-assertion keys (kid "assertion-…") that backends verify with. */
 export function jwks({ keys }: OAuthDeps): Response {
-  return json({ keys: keys.published }, 200, CACHEABLE);
+  return json({ keys: [...keys.published, ...(keys.assertion?.published ?? [])] }, 200, CACHEABLE);
 }
 
 /**

@@ -5,6 +5,7 @@ import { redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } fr
 import { askUpstream } from '../../lib/oauth/recheck.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
+import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { readForm, type HandlerDeps } from './deps.ts';
 
@@ -39,7 +40,9 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     // Between re-checks, the config may still have changed since sign-in (a domain removed, an
     // allow list shortened): checked against what the provider last said.
     const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
-    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy, upstream });
+    // And each route's access list, as the config says now, on what the provider last proved.
+    const routeAccess = (grant: GrantRecord, audience: string) => resourceRefusal(deps.config, audience, grant);
+    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy, routeAccess, upstream });
   } else {
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
   }

@@ -36,10 +36,28 @@ export interface OAuthConfig {
   readonly rateLimits: { readonly register: number; readonly authorize: number; readonly token: number };
 }
 
+/** Who may use a route besides passing the global allow-lists: a match in any list admits. All lowercase. */
+export interface RouteAccess {
+  readonly emails: readonly string[];
+  readonly domains: readonly string[];
+  readonly githubOrgs: readonly string[];
+}
+
+/** Which tools a route shows and lets be called: name patterns (`*`, `?`); deny wins. */
+export interface ToolPolicyConfig {
+  /** Undefined: every tool not denied. */
+  readonly allow?: readonly string[];
+  readonly deny: readonly string[];
+}
+
 interface RouteCommon {
   /** "/notion": the URL prefix, and (without the slash) the route's name. */
   readonly path: string;
   readonly name: string;
+  /** Undefined: everyone the global allow-lists admit. */
+  readonly access?: RouteAccess;
+  /** Undefined: every tool of the server. */
+  readonly tools?: ToolPolicyConfig;
   readonly timeout: number;
   readonly idleTimeout: number;
   readonly maxSessionsPerUser: number;
@@ -81,6 +99,8 @@ export interface HttpRouteConfig extends RouteCommon {
   readonly backend?: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly googleIdTokenAudience?: string;
+  /** assertion: every backend request carries a signed statement of who the user is (lib/tokens/identity-assertion.ts). */
+  readonly identity: 'none' | 'assertion';
   readonly backendService?: { readonly name: string; readonly region: string; readonly project?: string };
   readonly devBackend?: { readonly command: readonly string[]; readonly path: string };
 }
@@ -115,6 +135,11 @@ export interface Config {
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** The config has an http route that sends identity assertions: the assertion key must exist and be published. */
+export function needsAssertionKey(config: Pick<Config, 'routes'>): boolean {
+  return config.routes.some((r) => r.type === 'http' && r.identity === 'assertion');
 }
 
 /** The URLs a client may name as the RFC 8707 resource of a route, canonical form first. */

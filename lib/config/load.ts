@@ -91,13 +91,25 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
   c.routes.forEach((r, i) => {
     if (seen.has(r.path)) throw new ConfigError(`${source}: routes[${i}].path: "${r.path}" is used by another route`);
     seen.add(r.path);
+    // Only GitHub's API can prove an org membership: with another provider the list would lock everyone out.
+    if (r.access?.github_orgs.length && c.oauth.provider !== 'github') throw new ConfigError(`${source}: routes[${i}].access.github_orgs: only provider "github" can prove an organisation membership`);
     if (r.type === 'http' && r.dev_backend && !isLoopbackHost(issuerHost)) {
       throw new ConfigError(`${source}: routes[${i}].dev_backend: only allowed when the issuer is on loopback`);
     }
   });
 
   const routes: RouteConfig[] = c.routes.map((r) => {
-    const common = { path: r.path, name: r.path.slice(1), timeout: r.timeout, idleTimeout: r.idle_timeout, maxSessionsPerUser: r.max_sessions_per_user, maxSessionsPerInstance: r.max_sessions_per_instance ?? DEFAULT_SESSIONS_PER_INSTANCE[r.type], cloudRun: cloudRunSettings(r.cloud_run) };
+    const common = {
+      path: r.path,
+      name: r.path.slice(1),
+      ...(r.access ? { access: { emails: lower(r.access.emails), domains: lower(r.access.domains), githubOrgs: lower(r.access.github_orgs) } } : {}),
+      ...(r.tools ? { tools: { ...(r.tools.allow ? { allow: r.tools.allow } : {}), deny: r.tools.deny } } : {}),
+      timeout: r.timeout,
+      idleTimeout: r.idle_timeout,
+      maxSessionsPerUser: r.max_sessions_per_user,
+      maxSessionsPerInstance: r.max_sessions_per_instance ?? DEFAULT_SESSIONS_PER_INSTANCE[r.type],
+      cloudRun: cloudRunSettings(r.cloud_run),
+    };
     if (r.type === 'stdio') {
       return { ...common, type: 'stdio', command: r.command ?? [], environment: r.environment, inheritEnv: r.inherit_env, image: r.image };
     }
@@ -107,6 +119,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       backend: r.backend,
       headers: r.headers,
       googleIdTokenAudience: r.google_id_token_audience,
+      identity: r.identity,
       backendService: r.backend_service,
       devBackend: r.dev_backend,
     };
@@ -149,6 +162,8 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
 }
+
+const lower = (values: readonly string[]) => values.map((v) => v.toLowerCase());
 
 /** A stdio session is a child process (tens of MiB); an http session is a little bookkeeping. */
 const DEFAULT_SESSIONS_PER_INSTANCE = { stdio: 16, http: 1000 } as const;

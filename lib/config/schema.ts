@@ -37,8 +37,36 @@ const cloudRun = z
   .strict()
   .prefault({});
 
+/**
+ * Who may use a route, on top of the global allow-lists: anyone matching one of the lists.
+ * Judged on what the provider proved at sign-in (and at each re-check), like the global lists.
+ */
+const routeAccess = z
+  .object({
+    emails: z.array(z.string().min(1)).default([]),
+    /** Google: the Workspace domain (hd claim); other providers: the verified email's domain. */
+    domains: z.array(z.string().min(1)).default([]),
+    /** provider: github only: an active membership, checked through the API like allowed_orgs. */
+    github_orgs: z.array(z.string().min(1)).default([]),
+  })
+  .strict()
+  .refine((a) => a.emails.length + a.domains.length + a.github_orgs.length > 0, 'needs at least one of emails, domains or github_orgs (leave access out to let everyone the global lists admit in)');
+
+/** Tool names as patterns: `*` any run of characters, `?` one character, everything else literal. */
+const toolPattern = z.string().regex(/^[A-Za-z0-9_\-.\/:*?]{1,128}$/, 'is not a tool name pattern (letters, digits, _ - . / : and the wildcards * ?)');
+
+/** Which of the server's tools the route shows and lets be called; deny wins over allow. */
+const toolPolicy = z
+  .object({
+    allow: z.array(toolPattern).min(1, 'must name at least one pattern (leave allow out to allow every tool)').optional(),
+    deny: z.array(toolPattern).default([]),
+  })
+  .strict();
+
 const routeCommon = {
   path: routePath,
+  access: routeAccess.optional(),
+  tools: toolPolicy.optional(),
   timeout: duration.prefault('5m'),
   idle_timeout: duration.prefault('15m'),
   max_sessions_per_user: z.number().int().positive().default(20),
@@ -53,7 +81,7 @@ const stdioRoute = z
     type: z.literal('stdio'),
     /** Optional when `image` is given: on Cloud Run the image's own entrypoint and cmd are the command. */
     command: z.array(z.string().min(1)).min(1, 'needs the program to run').optional(),
-    environment: environment.default({}),
+    environment: environment.refine((env) => !Object.keys(env).some((name) => name.startsWith('MCP_FRONT_USER_')), 'MCP_FRONT_USER_* are set by the gateway (the session\'s user)').default({}),
     /** Names of the gateway's own environment variables the child may see (nothing else is inherited). */
     inherit_env: z.array(z.string()).default([]),
     /** The stdio server's container image, for `deploy` (the bridge is layered onto it). */
@@ -75,6 +103,8 @@ const httpRoute = z
       .object({ name: z.string().regex(/^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$/, 'is not a Cloud Run service name'), region: z.string().regex(/^[a-z]+-[a-z]+\d+$/, 'is not a Google Cloud region'), project: z.string().optional() })
       .strict()
       .optional(),
+    /** assertion: each request to the backend carries a short-lived JWT saying who the user is (X-MCP-Front-Assertion), signed with the gateway's assertion key. */
+    identity: z.enum(['none', 'assertion']).default('none'),
     /** Local work only: `serve` starts this backend itself, on a free loopback port passed as $PORT. */
     dev_backend: z.object({ command: z.array(z.string().min(1)).min(1), path: z.string().default('/mcp') }).strict().optional(),
   })

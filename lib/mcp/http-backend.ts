@@ -7,14 +7,17 @@ import { readEvents } from './sse.ts';
 
 // A `type: http` route's server: every client message is POSTed to the backend; JSON and
 // event-stream answers come back as messages, event by event, never buffered whole. The
-// backend gets our credentials for it (static headers or a Google ID token), never the user's.
-// Each message is passed on with the stream it came on (a request's answer, or the session's
-// GET stream), so the session can put it on the client's matching stream.
+// backend gets our credentials for it (static headers or a Google ID token) and, if the route
+// says so, our signed statement of who the user is; never the user's own token. Each message
+// is passed on with the stream it came on (a request's answer, or the session's GET stream),
+// so the session can put it on the client's matching stream.
 
 export interface HttpBackendOptions {
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly googleIdTokenAudience?: string;
+  /** Headers made fresh for each request: the identity assertion (lib/tokens/identity-assertion.ts). */
+  readonly identityHeaders?: () => Promise<Readonly<Record<string, string>>>;
   readonly log: Logger;
 }
 
@@ -44,6 +47,8 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
     if (sessionId) headers.set('mcp-session-id', sessionId);
     if (protocolVersion) headers.set('mcp-protocol-version', protocolVersion);
     if (options.googleIdTokenAudience) headers.set('authorization', await googleIdTokenHeader(options.googleIdTokenAudience));
+    // Last: a static header of the same name can't stand in for the gateway's statement.
+    if (options.identityHeaders) for (const [name, value] of Object.entries(await options.identityHeaders())) headers.set(name, value);
     return headers;
   };
 

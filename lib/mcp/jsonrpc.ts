@@ -20,6 +20,8 @@ export const isResponse = (m: JsonRpcMessage): boolean => m.method === undefined
 export const ErrorCode = {
   ParseError: -32700,
   InvalidRequest: -32600,
+  /** What MCP answers a tools/call of an unknown tool with. */
+  InvalidParams: -32602,
   /** Implementation-defined server errors (-32000 to -32099). */
   BackendFailed: -32000,
   RequestTimeout: -32001,

@@ -3,6 +3,7 @@ import { BackendError, type Backend, type MessageOrigin } from './backend.ts';
 import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
 import { encodeEvent, KEEPALIVE } from './sse.ts';
 import { Exchange } from './exchange.ts';
+import type { ToolPolicy } from './tool-policy.ts';
 
 // One MCP session as the client sees it: the gateway's Mcp-Session-Id, its backend, and the
 // open HTTP exchanges. Each POST that carries requests is an Exchange that ends when every
@@ -31,7 +32,9 @@ export interface SessionOptions extends SessionInfo {
   /** Legacy HTTP+SSE (2024-11-05): every server message, responses too, goes to the one stream. */
   readonly legacy?: boolean;
   /** One call per answered tools/call: the audit line (never arguments or results). */
-  readonly onToolCall?: (call: { tool: string; durationMs: number; outcome: 'ok' | 'tool_error' | 'error' }) => void;
+  readonly onToolCall?: (call: { tool: string; durationMs: number; outcome: 'ok' | 'tool_error' | 'error' | 'refused' }) => void;
+  /** The route's tool policy: hidden tools are left out of tools/list answers, and calls of them answered here. */
+  readonly toolPolicy?: ToolPolicy;
 }
 
 /**
@@ -71,6 +74,8 @@ export class McpSession implements SessionInfo {
   readonly #legacyPending = new Set<JsonRpcId>();
   /** tools/call requests in flight: which tool, since when (for the audit line). */
   readonly #calls = new Map<JsonRpcId, { tool: string; started: number }>();
+  /** The client's tools/list requests in flight, whose answers the tool policy filters. */
+  readonly #toolLists = new Set<JsonRpcId>();
   /** The gateway's own requests to the backend (re-initialization), by id. */
   readonly #internal = new Map<JsonRpcId, (response: JsonRpcMessage) => void>();
   #ended = false;
@@ -99,7 +104,8 @@ export class McpSession implements SessionInfo {
   }
 
   /** From the backend; `origin` when its transport tells which stream the message came on. */
-  receive(message: JsonRpcMessage, origin?: MessageOrigin): void {
+  receive(received: JsonRpcMessage, origin?: MessageOrigin): void {
+    const message = this.#filtered(received);
     if (isResponse(message) && this.#calls.size) this.#audit(message);
     if (this.#options.legacy) {
       if (isResponse(message)) this.#legacyPending.delete(message.id!);
@@ -143,6 +149,7 @@ export class McpSession implements SessionInfo {
     // send nothing; an abort listener added now would never fire, and the call would run on.
     if (signal.aborted) return new Response(null, { status: 499 });
     const requests = messages.filter(isRequest);
+    const refused = new Set(requests.filter((r) => this.#hidden(r) !== undefined));
     if (!requests.length) {
       try {
         for (const m of messages) await this.backend.send(m);
@@ -153,15 +160,19 @@ export class McpSession implements SessionInfo {
     }
     const exchange = new Exchange(requests, batch, headers);
     for (const r of requests) {
+      if (refused.has(r)) continue;
       this.#byId.set(r.id!, exchange);
-      if (r.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(r.id!, { tool: String((r.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
+      this.#track(r);
     }
     this.#open.add(exchange);
+    // Never reaches the server: answered here, in the same exchange as the rest.
+    for (const r of refused) exchange.deliver(this.#refuse(r));
     const timer = setTimeout(() => this.#expire(exchange), this.#options.requestTimeoutMs);
     const onAbort = () => this.#abandon(exchange, 'the client disconnected');
     signal.addEventListener('abort', onAbort, { once: true });
     void (async () => {
       for (const m of messages) {
+        if (refused.has(m)) continue;
         try {
           await this.backend.send(m);
         } catch (err) {
@@ -169,6 +180,7 @@ export class McpSession implements SessionInfo {
           for (const r of requests) {
             if (!exchange.pending.has(r.id!)) continue;
             this.#byId.delete(r.id!);
+            this.#toolLists.delete(r.id!);
             exchange.deliver(errorResponse(r.id, ErrorCode.BackendFailed, (err as Error).message), status);
           }
           return;
@@ -246,8 +258,12 @@ export class McpSession implements SessionInfo {
   async postLegacy(messages: readonly JsonRpcMessage[]): Promise<void> {
     this.lastActivity = Date.now();
     for (const m of messages) {
+      if (isRequest(m) && this.#hidden(m) !== undefined) {
+        this.#toStream(this.#refuse(m));
+        continue;
+      }
       if (isRequest(m)) this.#legacyPending.add(m.id!);
-      if (isRequest(m) && m.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(m.id!, { tool: String((m.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
+      if (isRequest(m)) this.#track(m);
       await this.backend.send(m);
     }
   }
@@ -268,6 +284,34 @@ export class McpSession implements SessionInfo {
     this.#closeStream(undefined, this.#streamExpired);
     this.#options.onEnd(this);
     await this.backend?.close();
+  }
+
+  /** The tool a tools/call names when the route's policy hides it; undefined for any other request. */
+  #hidden(request: JsonRpcMessage): string | undefined {
+    const policy = this.#options.toolPolicy;
+    if (!policy || request.method !== 'tools/call') return undefined;
+    const tool = String((request.params as { name?: unknown } | undefined)?.name ?? '');
+    return policy.permits(tool) ? undefined : tool;
+  }
+
+  /** The answer to a call of a hidden tool, and its audit line. */
+  #refuse(request: JsonRpcMessage): JsonRpcMessage {
+    const tool = this.#hidden(request)!;
+    this.#options.onToolCall?.({ tool, durationMs: 0, outcome: 'refused' });
+    return errorResponse(request.id, ErrorCode.InvalidParams, this.#options.toolPolicy!.refusal(tool));
+  }
+
+  /** Remembers what an answer to this request will need: the audit of a call, the filter of a list. */
+  #track(request: JsonRpcMessage): void {
+    if (request.method === 'tools/call' && this.#options.onToolCall) this.#calls.set(request.id!, { tool: String((request.params as { name?: unknown } | undefined)?.name ?? ''), started: performance.now() });
+    if (request.method === 'tools/list' && this.#options.toolPolicy) this.#toolLists.add(request.id!);
+  }
+
+  /** A tools/list answer without the tools the policy hides (JSON or SSE from the backend: it is one message here). */
+  #filtered(message: JsonRpcMessage): JsonRpcMessage {
+    if (!this.#toolLists.size || !isResponse(message) || !this.#toolLists.has(message.id!)) return message;
+    this.#toolLists.delete(message.id!);
+    return 'result' in message ? { ...message, result: this.#options.toolPolicy!.filterList(message.result) } : message;
   }
 
   #audit(response: JsonRpcMessage): void {
@@ -314,6 +358,7 @@ export class McpSession implements SessionInfo {
   #expire(exchange: Exchange): void {
     for (const id of [...exchange.pending]) {
       this.#byId.delete(id);
+      this.#toolLists.delete(id);
       this.#audit(errorResponse(id, ErrorCode.RequestTimeout, 'timeout'));
       exchange.deliver(errorResponse(id, ErrorCode.RequestTimeout, `the MCP server did not answer within ${this.#options.requestTimeoutMs / 1000} s`));
       this.#cancel(id, 'timed out at the gateway');
@@ -323,6 +368,7 @@ export class McpSession implements SessionInfo {
   #abandon(exchange: Exchange, reason: string): void {
     for (const id of [...exchange.pending]) {
       this.#byId.delete(id);
+      this.#toolLists.delete(id);
       this.#cancel(id, reason);
     }
     exchange.end();

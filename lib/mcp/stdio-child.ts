@@ -12,6 +12,8 @@ export interface StdioChildOptions {
   /** The complete environment: nothing of the gateway's leaks in unless listed in `inherit`. */
   readonly environment: Readonly<Record<string, string>>;
   readonly inherit: readonly string[];
+  /** Set by the gateway over everything else: the session's user (MCP_FRONT_USER_EMAIL, MCP_FRONT_USER_SUB). */
+  readonly gatewayEnvironment?: Readonly<Record<string, string>>;
   readonly cwd?: string;
   /** SIGTERM first; SIGKILL to the whole group after this. */
   readonly killGraceMs?: number;
@@ -20,14 +22,14 @@ export interface StdioChildOptions {
 
 const STDERR_LINE_MAX = 4096;
 
-export function childEnvironment(options: Pick<StdioChildOptions, 'environment' | 'inherit'>, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function childEnvironment(options: Pick<StdioChildOptions, 'environment' | 'inherit' | 'gatewayEnvironment'>, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
   // PATH so the command resolves; HOME because many servers (npx, git) misbehave without it.
   for (const name of ['PATH', 'HOME', ...options.inherit]) {
     const value = parent[name];
     if (value !== undefined) env[name] = value;
   }
-  return { ...env, ...options.environment };
+  return { ...env, ...options.environment, ...options.gatewayEnvironment };
 }
 
 export function startStdioChild(options: StdioChildOptions, events: BackendEvents): Backend {

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../config/config.ts';
 import { randomToken, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
-import type { SignedInUser } from './grants.ts';
+import { provenFacts, type ProvenFacts, type SignedInUser } from './grants.ts';
 
 // The state of an authorization in progress (sign-in → consent → code), the AS browser
 // session that makes one upstream sign-in serve every route, and remembered consent.
@@ -52,6 +52,14 @@ export async function updateAuthRequest(store: Store, id: string, request: AuthR
   return updated;
 }
 
+/** Keeps only these of the request's resources (the routes its user may use), the first as primary. */
+export async function narrowAuthRequest(store: Store, id: string, request: AuthRequest, resources: readonly string[]): Promise<AuthRequest> {
+  const { extraResources: _all, ...rest } = request;
+  const narrowed: AuthRequest = { ...rest, resource: resources[0]!, ...(resources.length > 1 ? { extraResources: resources.slice(1) } : {}) };
+  await store.put('authRequests', id, narrowed, { expiresAt: request.expiresAt });
+  return narrowed;
+}
+
 export async function loadAuthRequest(store: Store, id: string | null): Promise<AuthRequest | undefined> {
   if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
   const request = await store.get<AuthRequest>('authRequests', id);
@@ -60,7 +68,7 @@ export async function loadAuthRequest(store: Store, id: string | null): Promise<
 }
 
 /** The route a resource URL names, if any (RFC 8707: every form a client may send). */
-export function routeForResource(config: Config, resource: string): RouteConfig | undefined {
+export function routeForResource(config: Pick<Config, 'oauth' | 'routes'>, resource: string): RouteConfig | undefined {
   return config.routes.find((route) => routeResources(config.oauth.issuer, route).includes(resource));
 }
 
@@ -82,9 +90,10 @@ export function readCookie(req: Request, name: string): string | undefined {
 export async function startBrowserSession(store: Store, clock: Clock, config: Config, user: SignedInUser): Promise<string> {
   const value = randomToken(32);
   const ttl = config.oauth.sessionTtl;
-  // hd and the sealed upstream credential ride along: a second route's grant, authorized without
-  // a new upstream sign-in, must be re-checkable like the first.
-  const session = { userSub: user.sub, email: user.email, ...(user.hd ? { hd: user.hd } : {}), ...(user.upstream ? { upstream: user.upstream } : {}), createdAt: clock.now() };
+  // The proven facts and the sealed upstream credential ride along: a second route's grant,
+  // authorized without a new upstream sign-in, must be re-checkable (and its route's access
+  // judged) like the first.
+  const session = { userSub: user.sub, email: user.email, ...provenFacts(user), ...(user.upstream ? { upstream: user.upstream } : {}), createdAt: clock.now() };
   await store.put('browserSessions', sha256(value), session, { expiresAt: clock.now() + ttl });
   const issuer = new URL(config.oauth.issuer);
   const secure = issuer.protocol === 'https:' || !isLoopbackHost(issuer.hostname);
@@ -94,8 +103,8 @@ export async function startBrowserSession(store: Store, clock: Clock, config: Co
 export async function browserSessionUser(store: Store, config: Config, req: Request): Promise<SignedInUser | undefined> {
   const value = readCookie(req, sessionCookieName(config.oauth.issuer));
   if (!value || !/^[A-Za-z0-9_-]{20,100}$/.test(value)) return undefined;
-  const session = await store.get<{ userSub: string; email: string; hd?: string; upstream?: string }>('browserSessions', sha256(value));
-  return session ? { sub: session.userSub, email: session.email, ...(session.hd ? { hd: session.hd } : {}), ...(session.upstream ? { upstream: session.upstream } : {}) } : undefined;
+  const session = await store.get<{ [key: string]: unknown; userSub: string; email: string; upstream?: string } & ProvenFacts>('browserSessions', sha256(value));
+  return session ? { sub: session.userSub, email: session.email, ...provenFacts(session), ...(session.upstream ? { upstream: session.upstream } : {}) } : undefined;
 }
 
 // --- Remembered consent --------------------------------------------------------------------

@@ -14,10 +14,27 @@ export interface UserIdentity {
   readonly email: string;
 }
 
-/** A user as the upstream sign-in proved them: what a grant needs to re-check them later. */
-export interface SignedInUser extends UserIdentity {
+/**
+ * What the provider proved about a user beyond sub and email, carried from sign-in to the
+ * browser session, the code and the grant, so the global policy and each route's `access`
+ * can be judged again at every refresh.
+ */
+export interface ProvenFacts {
   /** The Workspace domain (Google's hd). */
   readonly hd?: string;
+  /** GitHub: the organisations the config names that the user is an active member of. */
+  readonly orgs?: readonly string[];
+  /** False only from GitHub: Google and OIDC refuse an unverified email at sign-in. */
+  readonly emailVerified?: boolean;
+}
+
+/** The proven facts of a record, without absent fields (Firestore refuses undefined values). */
+export function provenFacts(from: ProvenFacts): { hd?: string; orgs?: string[]; emailVerified?: boolean } {
+  return { ...(from.hd ? { hd: from.hd } : {}), ...(from.orgs ? { orgs: [...from.orgs] } : {}), ...(from.emailVerified !== undefined ? { emailVerified: from.emailVerified } : {}) };
+}
+
+/** A user as the upstream sign-in proved them: what a grant needs to re-check them later. */
+export interface SignedInUser extends UserIdentity, ProvenFacts {
   /** The provider's credential for asking again, sealed (see sealed.ts). */
   readonly upstream?: string;
 }
@@ -35,6 +52,8 @@ export interface CodeRecord {
   userSub: string;
   email: string;
   hd?: string;
+  orgs?: string[];
+  emailVerified?: boolean;
   upstream?: string;
   /** Set when redeemed; the document stays for a while so a replay can be recognised. */
   grantId?: string;
@@ -63,6 +82,9 @@ export interface GrantRecord {
   generation: number;
   /** The Workspace domain proven at sign-in (Google's hd), re-checked at each refresh. */
   hd?: string;
+  /** GitHub: memberships proven at sign-in (or the last re-check) of the orgs the config names. */
+  orgs?: string[];
+  emailVerified?: boolean;
   /** The upstream provider's credential for this user, sealed; asked again at refreshes. */
   upstream?: string;
   /** When the provider last vouched for the user (sign-in, or a re-check at a refresh). */
@@ -90,6 +112,9 @@ export interface UpstreamVerdict {
   /** A rotated credential to keep, sealed. */
   readonly upstream?: string;
   readonly hd?: string;
+  /** GitHub: the memberships as the provider states them now (an empty list too). */
+  readonly orgs?: readonly string[];
+  readonly emailVerified?: boolean;
 }
 
 /** The grant behind a refresh token, read outside any transaction (to decide whether to ask the provider). */
@@ -182,7 +207,7 @@ export async function redeemCode(
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...(code.hd ? { hd: code.hd } : {}), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...provenFacts(code), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
     tx.put('grants', grantId, grant);
     const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
@@ -200,7 +225,15 @@ export async function rotateRefreshToken(
   store: Store,
   clock: Clock,
   options: { refreshTtlMs: number; graceMs: number },
-  input: { token: string; clientId: string; resource?: string; policy?: (grant: GrantRecord) => string | undefined; upstream?: UpstreamVerdict },
+  input: {
+    token: string;
+    clientId: string;
+    resource?: string;
+    policy?: (grant: GrantRecord) => string | undefined;
+    /** Per-route access: why the grant's user may not have a token for this resource now. */
+    routeAccess?: (grant: GrantRecord, resource: string) => string | undefined;
+    upstream?: UpstreamVerdict;
+  },
 ): Promise<IssuedGrant> {
   const tokenId = sha256(input.token);
   const now = clock.now();
@@ -228,12 +261,22 @@ export async function rotateRefreshToken(
       return { kind: 'grant', message: 'the refresh token was already used; the grant is revoked, sign in again' };
     }
     const generation = grant.generation + 1;
-    const next: GrantRecord = { ...grant, generation, ...(verdict ? { upstreamCheckedAt: verdict.checkedAt, ...(verdict.upstream ? { upstream: verdict.upstream } : {}), ...(verdict.hd ? { hd: verdict.hd } : {}) } : {}) };
+    const next: GrantRecord = { ...grant, generation, ...(verdict ? { upstreamCheckedAt: verdict.checkedAt, ...(verdict.upstream ? { upstream: verdict.upstream } : {}), ...provenFacts(verdict) } : {}) };
+    const audience = input.resource ?? grant.resource;
+    const withheld = input.routeAccess?.(next, audience);
+    if (withheld) {
+      // The token stays unrotated: the grant's other routes stay usable with it (and what the
+      // provider just said is kept: it may have rotated its credential). A grant left with no
+      // route its user may use is over.
+      if (covered(grant).every((r) => input.routeAccess!(next, r))) tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: withheld });
+      else if (verdict) tx.put('grants', token.grantId, { ...next, generation: grant.generation });
+      return { kind: 'grant', message: `${withheld}: access to ${audience} was withdrawn; ask your administrator if you should have it` };
+    }
     // A rotated token is kept until it would have expired, so a late reuse is recognised as one.
     if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
     tx.put('grants', token.grantId, next);
     const refreshToken = newRefreshToken(tx, now, options.refreshTtlMs, token.grantId, token.clientId, generation);
-    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken, audience: input.resource ?? grant.resource } };
+    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken, audience } };
   });
   return settle(outcome);
 }

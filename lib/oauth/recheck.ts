@@ -2,7 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { OAuthError } from './errors.ts';
-import { peekGrant, type UpstreamVerdict } from './grants.ts';
+import { peekGrant, provenFacts, type UpstreamVerdict } from './grants.ts';
 import type { Store } from '../store/store.ts';
 import type { Recheck } from './providers/oidc.ts';
 import { admitFor, signInFor } from './providers/upstream.ts';
@@ -29,7 +29,7 @@ export async function askUpstream(deps: { config: Config; store: Store; clock: C
   if (credential === undefined) return { asked, checkedAt: now, refusal: 'this sign-in can no longer be verified with the identity provider; sign in again' };
   let answer: Recheck;
   try {
-    answer = await signInFor(oauth).recheck(credential);
+    answer = await signInFor(deps.config).recheck(credential);
   } catch (err) {
     deps.log.warn('identity provider unreachable at refresh', { user: grant.userSub, error: (err as Error).message });
     throw new OAuthError('temporarily_unavailable', 503, 'the identity provider could not be reached to re-check the user; try again shortly', { 'retry-after': '5' });
@@ -38,5 +38,5 @@ export async function askUpstream(deps: { config: Config; store: Store; clock: C
   const who = answer.identity;
   const refusal = who.sub !== grant.userSub ? 'the identity provider answered for another user' : admitFor(oauth, who);
   if (refusal) deps.log.warn('user no longer admitted at refresh', { user: grant.userSub, reason: refusal });
-  return { asked, checkedAt: now, ...(refusal ? { refusal } : {}), ...(answer.upstreamToken ? { upstream: seal.seal(answer.upstreamToken) } : {}), ...(who.hd ? { hd: who.hd } : {}) };
+  return { asked, checkedAt: now, ...(refusal ? { refusal } : {}), ...(answer.upstreamToken ? { upstream: seal.seal(answer.upstreamToken) } : {}), ...provenFacts(who) };
 }

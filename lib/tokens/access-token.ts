@@ -1,7 +1,7 @@
 import { SignJWT, jwtVerify, createLocalJWKSet, createRemoteJWKSet, errors, type JWK, type JWTVerifyGetKey } from 'jose';
 import { seconds, type Clock } from '../clock.ts';
 import { randomToken } from '../random.ts';
-import { SIGNING_ALG, type SigningKey } from './keys.ts';
+import { ASSERTION_KID_PREFIX, SIGNING_ALG, type SigningKey } from './keys.ts';
 
 /** What a route learns from a valid access token. Never forwarded to a backend. */
 export interface AccessTokenClaims {
@@ -56,7 +56,13 @@ export interface AccessTokenVerifier {
  * are remembered until they expire so the hot path does one map lookup, not an ECDSA verify.
  */
 export function createAccessTokenVerifier(options: { issuer: string; keys: JWK[] | URL; clock: Clock; cacheSize?: number }): AccessTokenVerifier {
-  const getKey: JWTVerifyGetKey = Array.isArray(options.keys) ? createLocalJWKSet({ keys: options.keys }) : createRemoteJWKSet(options.keys, { cooldownDuration: 30_000 });
+  const keySet: JWTVerifyGetKey = Array.isArray(options.keys) ? createLocalJWKSet({ keys: options.keys }) : createRemoteJWKSet(options.keys, { cooldownDuration: 30_000 });
+  // The issuer's JWKS also publishes the identity-assertion key, which http routes hold: a
+  // signature by it is never an access token's. Without a kid, jose would try every key.
+  const getKey: JWTVerifyGetKey = (header, token) => {
+    if (!header.kid || header.kid.startsWith(ASSERTION_KID_PREFIX)) throw new InvalidTokenError('signature', 'the access token was not signed with an access-token key');
+    return keySet(header, token);
+  };
   const cache = new Map<string, AccessTokenClaims>();
   const cacheSize = options.cacheSize ?? 10_000;
   const check = (claims: AccessTokenClaims, audiences: readonly string[]): AccessTokenClaims => {

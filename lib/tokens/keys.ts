@@ -14,7 +14,22 @@ export interface SigningKey {
 export interface KeySet {
   readonly current: SigningKey;
   readonly published: readonly JWK[];
+  /** The identity-assertion keys (see loadAssertionKeys), published beside the access-token keys. */
+  readonly assertion?: AssertionKeys;
 }
+
+/**
+ * The key http routes with `identity: assertion` sign their statements of who the user is
+ * with. Not the access-token key: a route holding that could mint tokens for every route. Its
+ * kids carry ASSERTION_KID_PREFIX, so the routes' token verifier, which reads the same JWKS,
+ * never takes one of its signatures for an access token.
+ */
+export interface AssertionKeys {
+  readonly current: SigningKey;
+  readonly published: readonly JWK[];
+}
+
+export const ASSERTION_KID_PREFIX = 'assertion-';
 
 interface StoredKey {
   [key: string]: unknown;
@@ -47,6 +62,36 @@ export function parseSigningKeys(text: string): JWK[] {
   const keys = 'keys' in parsed && Array.isArray(parsed.keys) ? parsed.keys : [parsed as JWK];
   if (!keys.length || keys.some((k) => k.kty !== 'EC' || !k.d)) throw new Error('MCP_FRONT_SIGNING_KEY must be a private EC JWK or a set of them ({"keys": [...]})');
   return keys;
+}
+
+const ASSERTION_DOC = 'assertion';
+
+/** An assertion key's kid is derived from the key, in the assertion namespace, whatever the secret says. */
+async function toAssertionKey(privateJwk: JWK): Promise<SigningKey> {
+  const { d: _d, kid: _kid, ...pub } = privateJwk;
+  return toSigningKey({ ...privateJwk, kid: `${ASSERTION_KID_PREFIX}${await calculateJwkThumbprint(pub)}` });
+}
+
+/**
+ * The identity-assertion key: from the environment (production: Secret Manager,
+ * MCP_FRONT_ASSERTION_KEY, the same format as the signing key, rotated the same way), or in
+ * local mode from the store (document `keys/assertion`), generated on first start.
+ */
+export async function loadAssertionKeys(store: Store | undefined, clock: Clock, options: { fromEnv?: string } = {}): Promise<AssertionKeys> {
+  let jwks: JWK[];
+  if (options.fromEnv) {
+    jwks = parseSigningKeys(options.fromEnv);
+  } else {
+    if (!store) throw new Error('MCP_FRONT_ASSERTION_KEY is not set');
+    let stored = await store.get<StoredKey>('keys', ASSERTION_DOC);
+    if (!stored) {
+      await store.create('keys', ASSERTION_DOC, { privateJwk: await generateSigningJwk(), createdAt: clock.now() });
+      stored = (await store.get<StoredKey>('keys', ASSERTION_DOC))!;
+    }
+    jwks = [stored.privateJwk];
+  }
+  const [current, ...previous] = await Promise.all(jwks.map(toAssertionKey));
+  return { current: current!, published: [current!.publicJwk, ...previous.map((k) => k.publicJwk).filter((k) => k.kid !== current!.kid)] };
 }
 
 /** `mcp-front keygen --rotate`: a new signing key first, the one it replaces kept to verify the tokens it signed. */

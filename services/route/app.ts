@@ -6,6 +6,7 @@ import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
 import type { Store } from '../../lib/store/store.ts';
 import { InvalidTokenError, type AccessTokenClaims, type AccessTokenVerifier } from '../../lib/tokens/access-token.ts';
+import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
@@ -25,6 +26,8 @@ export interface RouteServiceDeps {
   readonly log: Logger;
   /** SSE keepalive comment interval (tests shorten it). */
   readonly keepaliveMs?: number;
+  /** The identity-assertion key, for an http route with `identity: assertion` (lib/tokens/keys.ts). */
+  readonly assertionKey?: SigningKey;
 }
 
 export interface RouteService {

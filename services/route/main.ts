@@ -8,6 +8,7 @@ import { openSessionStore } from '../../lib/store/open.ts';
 import type { Handler } from '../../lib/http/types.ts';
 import { healthAnswer } from '../../lib/http/health.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
+import { loadAssertionKeys, type SigningKey } from '../../lib/tokens/keys.ts';
 import { createRouteService } from './app.ts';
 
 // The Cloud Run entrypoint of one route (and the bridge layered onto a stdio server's image):
@@ -45,7 +46,14 @@ try {
   // The sessions database only: this process's credentials are within reach of the stdio server.
   const store = await openSessionStore(config.oauth, systemClock);
   const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: new URL(`${config.oauth.issuer}/jwks.json`), clock: systemClock });
-  const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }) });
+  // Only an http route that sends identity assertions holds the assertion key (deploy grants it
+  // that secret alone); never the store's: a route reaches the sessions database only.
+  let assertionKey: SigningKey | undefined;
+  if (route.type === 'http' && route.identity === 'assertion') {
+    if (!process.env.MCP_FRONT_ASSERTION_KEY) throw new ConfigError(`${route.path}: identity: assertion needs MCP_FRONT_ASSERTION_KEY (deploy sets it from the mcp-front-assertion-key secret)`);
+    assertionKey = (await loadAssertionKeys(undefined, systemClock, { fromEnv: process.env.MCP_FRONT_ASSERTION_KEY })).current;
+  }
+  const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }), assertionKey });
   // Liveness, and readiness (the startup probe the deploy plan sets): the sessions store answers.
   const handler: Handler = (req, ctx) => healthAnswer(new URL(req.url).pathname, config.server.healthPath, store) ?? service.handle(req, ctx);
   const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });

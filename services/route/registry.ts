@@ -9,6 +9,9 @@ import { randomToken } from '../../lib/random.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import type { Store } from '../../lib/store/store.ts';
 import type { AccessTokenClaims } from '../../lib/tokens/access-token.ts';
+import { sessionAssertions } from '../../lib/tokens/identity-assertion.ts';
+import type { SigningKey } from '../../lib/tokens/keys.ts';
+import { compileToolPolicy } from '../../lib/mcp/tool-policy.ts';
 
 // A route's sessions: the ones this instance holds (each with its backend: a child process or
 // an HTTP MCP server), their records in the store (written once, refreshed every
@@ -28,28 +31,42 @@ export interface SessionRecord {
 }
 
 export interface SessionRegistryDeps {
-  readonly config: Pick<Config, 'server'>;
+  readonly config: Pick<Config, 'server' | 'oauth'>;
   readonly route: RouteConfig;
   readonly store: Store;
   readonly clock: Clock;
   readonly log: Logger;
   readonly keepaliveMs?: number;
+  /** Signs identity assertions; required by an http route with `identity: assertion`. */
+  readonly assertionKey?: SigningKey;
 }
+
+/** Whose session it is: from the access token, or from the session record when resuming. */
+type SessionUser = Pick<AccessTokenClaims, 'sub' | 'client_id'> & { readonly email?: string };
 
 export function createSessionRegistry(deps: SessionRegistryDeps) {
   const { route, log } = deps;
   const sessions = new Map<string, McpSession>();
+  const toolPolicy = route.tools ? compileToolPolicy(route.tools, route.path) : undefined;
+  const assertionKey = route.type === 'http' && route.identity === 'assertion' ? deps.assertionKey : undefined;
+  if (route.type === 'http' && route.identity === 'assertion' && !assertionKey) throw new Error(`${route.path}: identity: assertion needs the assertion signing key`);
 
-  const startBackend = (session: McpSession): Backend => {
+  // The backend learns who the user is from the gateway alone: a stdio child (one user per
+  // session) from its environment, an http backend from a signed assertion if the route asks.
+  const startBackend = (session: McpSession, user: SessionUser): Backend => {
     const events: BackendEvents = { message: (m, origin) => session.receive(m, origin), closed: (reason: string) => void session.end(reason) };
     const backendLog = log.child({ session: session.id });
     if (route.type === 'stdio') {
-      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, log: backendLog }, events);
+      const gatewayEnvironment = { MCP_FRONT_USER_SUB: user.sub, MCP_FRONT_USER_EMAIL: user.email ?? '' };
+      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, gatewayEnvironment, log: backendLog }, events);
     }
-    return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, log: backendLog }, events);
+    const identityHeaders = assertionKey
+      ? sessionAssertions(assertionKey, deps.clock, { issuer: deps.config.oauth.issuer, sub: user.sub, email: user.email ?? '', audience: route.backend!, route: route.path })
+      : undefined;
+    return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, identityHeaders, log: backendLog }, events);
   };
 
-  const openSession = (claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>, id = randomToken(24), legacy = false): McpSession => {
+  const openSession = (claims: SessionUser, id = randomToken(24), legacy = false): McpSession => {
     const session = new McpSession({
       id,
       legacy,
@@ -61,6 +78,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       keepaliveMs: deps.keepaliveMs ?? 15_000,
       // The audit trail: who called which tool, how long it took, how it ended. Never arguments or results.
       onToolCall: (call) => log.info('tools/call', { audit: true, session: id, user: claims.sub, client: claims.client_id, route: route.path, ...call }),
+      toolPolicy,
       onEnd: (s) => {
         sessions.delete(s.id);
         recordedAt.delete(s.id);
@@ -70,7 +88,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
         log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
       },
     });
-    session.backend = startBackend(session);
+    session.backend = startBackend(session, claims);
     sessions.set(session.id, session);
     return session;
   };
@@ -113,7 +131,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     const record = await deps.store.get<SessionRecord>('mcpSessions', id);
     if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
     if (sessions.size >= route.maxSessionsPerInstance) throw new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
-    const session = openSession({ sub: record.userSub, client_id: record.clientId }, id);
+    const session = openSession({ sub: record.userSub, client_id: record.clientId, ...(record.email ? { email: record.email } : {}) }, id);
     session.protocolVersion = record.protocolVersion;
     session.initializeParams = record.initializeParams;
     records.set(id, record);

@@ -111,3 +111,43 @@ describe('insecure_no_auth', () => {
     expect(() => parseConfig('oauth:\n  issuer: https://mcp.example.com\n  provider: google\n  client_id: a\n  client_secret: b\nserver:\n  insecure_no_auth: true\n', {})).toThrow('server.insecure_no_auth: only allowed when the issuer is on loopback');
   });
 });
+
+describe('company controls (routes[].access, tools, identity)', () => {
+  const withRoutes = (routes: string, oauth = '') => `oauth:\n  issuer: http://127.0.0.1:8080\n${oauth}routes:\n${routes}`;
+
+  it('reads access lists (lowercased), a tool policy and identity: assertion', () => {
+    const config = parseConfig(
+      withRoutes(
+        '  - { path: /db, type: stdio, command: [x], access: { emails: [Ada@Example.com], domains: [Example.COM] }, tools: { allow: ["read_*"], deny: [read_secrets] } }\n' +
+          '  - { path: /crm, type: http, backend: "https://crm.example.com/mcp", identity: assertion, tools: { deny: ["delete_*"] } }\n' +
+          '  - { path: /open, type: http, backend: "https://open.example.com/mcp" }\n',
+      ),
+      {},
+    );
+    const [db, crm, open] = config.routes;
+    expect(db).toMatchObject({ access: { emails: ['ada@example.com'], domains: ['example.com'], githubOrgs: [] }, tools: { allow: ['read_*'], deny: ['read_secrets'] } });
+    expect(crm).toMatchObject({ identity: 'assertion', tools: { deny: ['delete_*'] } });
+    expect(crm!.tools!.allow).toBeUndefined();
+    expect(crm!.access).toBeUndefined();
+    expect(open).toMatchObject({ identity: 'none' });
+    expect(open!.tools).toBeUndefined();
+  });
+
+  it.each([
+    ['an empty access list', '  - { path: /db, type: stdio, command: [x], access: {} }\n', '', 'routes[0].access: needs at least one of emails, domains or github_orgs'],
+    ['github_orgs without the GitHub provider', '  - { path: /db, type: stdio, command: [x], access: { github_orgs: [acme] } }\n', '', 'routes[0].access.github_orgs: only provider "github" can prove'],
+    ['an empty allow list', '  - { path: /db, type: stdio, command: [x], tools: { allow: [] } }\n', '', 'routes[0].tools.allow: must name at least one pattern'],
+    ['a tool pattern with a space', '  - { path: /db, type: stdio, command: [x], tools: { deny: ["rm -rf"] } }\n', '', 'routes[0].tools.deny[0]: is not a tool name pattern'],
+    ['identity on a stdio route', '  - { path: /db, type: stdio, command: [x], identity: assertion }\n', '', 'routes[0].identity: unknown key'],
+    ['an unknown identity mode', '  - { path: /crm, type: http, backend: "https://c.example.com/mcp", identity: token }\n', '', 'routes[0].identity:'],
+    ['an environment that sets the user variables', '  - { path: /db, type: stdio, command: [x], environment: { MCP_FRONT_USER_EMAIL: boss@example.com } }\n', '', 'routes[0].environment: MCP_FRONT_USER_* are set by the gateway'],
+    ['an unknown key under access', '  - { path: /db, type: stdio, command: [x], access: { groups: [eng] } }\n', '', 'routes[0].access.groups: unknown key'],
+  ])('refuses %s', (_name, routes, oauth, message) => {
+    expect(errorOf(withRoutes(routes, oauth))).toContain(message);
+  });
+
+  it('accepts github_orgs with the GitHub provider', () => {
+    const config = parseConfig(withRoutes('  - { path: /db, type: stdio, command: [x], access: { github_orgs: [Acme-Ops] } }\n', '  provider: github\n  client_id: a\n  client_secret: b\n'), {});
+    expect(config.routes[0]!.access).toEqual({ emails: [], domains: [], githubOrgs: ['acme-ops'] });
+  });
+});

@@ -158,3 +158,40 @@ describe('the IAM of every example plan, read as data', () => {
     expect(invoker.map((b) => b.command.slice(0, 5).join(' '))).toEqual(['gcloud run services add-iam-policy-binding notion-mcp']);
   });
 });
+
+describe('identity: assertion in the plan', () => {
+  const yaml = `
+oauth:
+  issuer: https://mcp.example.com
+  gcp_project: p
+  provider: google
+  client_id: id
+  client_secret: \${SECRET}
+routes:
+  - { path: /crm, type: http, backend: "https://crm.example.com/mcp", identity: assertion }
+  - { path: /wiki, type: http, backend: "https://wiki.example.com/mcp" }
+  - { path: /db, type: stdio, command: [node, server.js] }
+deploy:
+  secrets: { SECRET: s }
+`;
+  const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
+  const plan = buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
+  const readers = plan.steps.filter((s) => s.command.includes('add-iam-policy-binding') && s.command[3] === 'mcp-front-assertion-key').map((s) => s.command.find((a) => a.startsWith('--member='))!.split('@')[0]);
+  const deployOf = (service: string) => plan.steps.find((s) => s.command.slice(0, 4).join(' ') === `gcloud run deploy ${service}`)!.command.join(' ');
+
+  it('creates an assertion key of its own, generated like the signing key and never printed', () => {
+    const create = plan.steps.find((s) => s.command.slice(0, 4).join(' ') === 'gcloud secrets create mcp-front-assertion-key')!;
+    expect(create.stdin).toEqual({ kind: 'new-signing-key' });
+    expect(renderPlan(plan)).toContain('mcp-front keygen | gcloud secrets create mcp-front-assertion-key');
+  });
+
+  it('gives it to the authorization server (to publish it) and the asserting route only', () => {
+    expect(readers).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-crm']);
+    expect(deployOf('mcp-front-oauth')).toContain('MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
+    expect(deployOf('mcp-route-crm')).toContain('--set-secrets=MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
+    expect(deployOf('mcp-route-wiki')).not.toContain('MCP_FRONT_ASSERTION_KEY');
+    expect(deployOf('mcp-route-db')).not.toContain('MCP_FRONT_ASSERTION_KEY');
+    // The access-token signing key stays with the authorization server.
+    expect(deployOf('mcp-route-crm')).not.toContain('mcp-front-signing-key');
+  });
+});

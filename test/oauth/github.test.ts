@@ -11,7 +11,8 @@ import { silentLogger } from '../../lib/log.ts';
 import { redeemForRefreshToken, refreshOutcome } from '../support/oauth-client.ts';
 
 // GitHub sign-in against a loopback stand-in for github.com and api.github.com: the OAuth app
-// flow with PKCE, the user and email API, and organisation membership (allowed_orgs).
+// flow with PKCE, the user and email API, and organisation membership (allowed_orgs, and a
+// route's access.github_orgs).
 
 const USERS: Record<string, { id: number; emails: Array<{ email: string; primary: boolean; verified: boolean }>; orgs: string[] }> = {
   member: { id: 1, emails: [{ email: 'member@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
@@ -20,6 +21,10 @@ const USERS: Record<string, { id: number; emails: Array<{ email: string; primary
   gone: { id: 5, emails: [{ email: 'gone@acme.dev', primary: true, verified: true }], orgs: ['acme'] },
   outsider: { id: 2, emails: [{ email: 'outsider@example.com', primary: true, verified: true }], orgs: ['other'] },
   pending: { id: 3, emails: [{ email: 'pending@acme.dev', primary: true, verified: true }], orgs: [] },
+  // The /ops route admits members of the ops org (who must pass allowed_orgs: [acme] first).
+  oncall: { id: 6, emails: [{ email: 'oncall@acme.dev', primary: true, verified: true }], orgs: ['acme', 'ops'] },
+  rotated: { id: 7, emails: [{ email: 'rotated@acme.dev', primary: true, verified: true }], orgs: ['acme', 'ops'] },
+  opsonly: { id: 8, emails: [{ email: 'opsonly@example.com', primary: true, verified: true }], orgs: ['ops'] },
 };
 const challenges = new Map<string, string>();
 
@@ -65,7 +70,7 @@ beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const config = parseConfig(
-    `oauth:\n  issuer: ${base}\n  provider: github\n  client_id: gh-client\n  client_secret: gh-secret\n  github_url: ${gh}\n  github_api_url: ${gh}\n  allowed_orgs: [acme]\n  upstream_recheck: 0s\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-github-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    `oauth:\n  issuer: ${base}\n  provider: github\n  client_id: gh-client\n  client_secret: gh-secret\n  github_url: ${gh}\n  github_api_url: ${gh}\n  allowed_orgs: [acme]\n  upstream_recheck: 0s\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-github-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\n  - { path: /ops, type: stdio, command: [node, examples/demo-server/server.ts], access: { github_orgs: [ops] } }\nserver:\n  port: ${port}\n`,
     {},
   );
   stack = await startStack(config, { log: silentLogger });
@@ -76,7 +81,7 @@ afterAll(async () => {
   github?.close();
 });
 
-async function signIn(login: string): Promise<{ status: number; location?: string; body: string; clientId?: string; verifier?: string }> {
+async function signIn(login: string, route = '/demo'): Promise<{ status: number; location?: string; body: string; clientId?: string; verifier?: string }> {
   process.env.GITHUB_TEST_LOGIN = login;
   let cookie = '';
   const go = async (url: string, init: RequestInit = {}) => {
@@ -86,7 +91,7 @@ async function signIn(login: string): Promise<{ status: number; location?: strin
   };
   const client = (await (await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:1/cb'] }) })).json()) as { client_id: string };
   const verifier = randomBytes(32).toString('base64url');
-  let res = await go(`${base}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: 'http://127.0.0.1:1/cb', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 'st', resource: `${base}/demo/mcp` })}`);
+  let res = await go(`${base}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: 'http://127.0.0.1:1/cb', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', state: 'st', resource: `${base}${route}/mcp` })}`);
   for (let hop = 0; hop < 8; hop++) {
     const location = res.headers.get('location');
     if (location?.startsWith('http://127.0.0.1:1/')) return { status: res.status, location, body: '', clientId: client.client_id, verifier };
@@ -144,5 +149,37 @@ describe('each refresh asks GitHub again (upstream_recheck: 0s)', () => {
     expect(refused.body.error_description).toContain('GitHub no longer accepts');
     const [grant] = await stack.store.find<{ revokedAt?: number }>('grants', 'clientId', gone.clientId);
     expect(grant?.doc.revokedAt).toBeDefined();
+  });
+});
+
+describe('a route open to one GitHub organisation (access.github_orgs)', () => {
+  async function tokensFor(login: string, route: string) {
+    const result = await signIn(login, route);
+    return redeemForRefreshToken(base, { code: new URL(result.location!).searchParams.get('code')!, verifier: result.verifier!, clientId: result.clientId!, redirectUri: 'http://127.0.0.1:1/cb' });
+  }
+
+  it('admits a member of that organisation, and refuses a member of acme only with a 403 page', async () => {
+    expect((await signIn('oncall', '/ops')).location).toContain('code=');
+    const refused = await signIn('member', '/ops');
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain('member@acme.dev is not on the access list of /ops');
+    expect((await signIn('member', '/demo')).location).toContain('code=');
+  });
+
+  it('does not let a route\'s org stand in for the global allowed_orgs', async () => {
+    const refused = await signIn('opsonly', '/ops');
+    expect(refused.status).toBe(403);
+    expect(refused.body).toContain('is not a member of acme');
+  });
+
+  it('ends access at the next refresh once GitHub says the user left the organisation', async () => {
+    const rotated = await tokensFor('rotated', '/ops');
+    expect((await refreshOutcome(base, rotated.clientId, rotated.refreshToken)).status).toBe(200);
+    const again = await tokensFor('rotated', '/ops');
+    USERS.rotated!.orgs = ['acme'];
+    const refused = await refreshOutcome(base, again.clientId, again.refreshToken);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toBe('invalid_grant');
+    expect(refused.body.error_description).toContain('rotated@acme.dev is not on the access list of /ops');
   });
 });

@@ -5,7 +5,8 @@ import type { OidcSignIn, Recheck, VerifiedIdentity } from './oidc.ts';
 
 // Sign-in with GitHub (an OAuth app; GitHub is not OpenID Connect): the code flow with PKCE,
 // then the API for who the user is: their id and login, their primary verified email, and,
-// when the config names organisations, an active membership in one of them.
+// for each organisation the config names (allowed_orgs, routes' access.github_orgs), whether
+// they are an active member.
 
 const TIMEOUT_MS = 10_000;
 
@@ -16,11 +17,12 @@ async function api<T>(url: string, token: string): Promise<{ status: number; bod
 
 export interface GithubIdentity extends VerifiedIdentity {
   readonly login: string;
-  /** The allowed organisations the user is an active member of. */
+  /** The organisations the config names (globally or on a route) the user is an active member of, lowercase. */
   readonly orgs: readonly string[];
 }
 
-export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret' | 'githubUrl' | 'githubApiUrl' | 'allowedOrgs'>): OidcSignIn {
+/** `orgs`: every organisation whose membership matters (see githubOrgsToCheck). */
+export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret' | 'githubUrl' | 'githubApiUrl'>, orgs: readonly string[]): OidcSignIn {
   /** Who the token's user is: id, login, primary email, allowed orgs; undefined when GitHub refuses the token. */
   async function identify(token: string): Promise<GithubIdentity | undefined> {
     const user = await api<{ id?: number; login?: string }>(`${oauth.githubApiUrl}/user`, token);
@@ -28,12 +30,12 @@ export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret
     if (user.status !== 200 || !user.body?.id || !user.body.login) throw new Error(`GitHub did not say who the user is (HTTP ${user.status})`);
     const emails = await api<Array<{ email: string; primary: boolean; verified: boolean }>>(`${oauth.githubApiUrl}/user/emails`, token);
     const primary = Array.isArray(emails.body) ? emails.body.find((e) => e.primary) : undefined;
-    const orgs: string[] = [];
-    for (const org of oauth.allowedOrgs) {
+    const memberOf: string[] = [];
+    for (const org of orgs) {
       const membership = await api<{ state?: string }>(`${oauth.githubApiUrl}/user/memberships/orgs/${encodeURIComponent(org)}`, token);
-      if (membership.status === 200 && membership.body?.state === 'active') orgs.push(org.toLowerCase());
+      if (membership.status === 200 && membership.body?.state === 'active') memberOf.push(org.toLowerCase());
     }
-    return { sub: `github:${user.body.id}`, email: (primary?.email ?? `${user.body.login}@users.noreply.github.com`).toLowerCase(), emailVerified: primary?.verified === true, login: user.body.login.toLowerCase(), orgs };
+    return { sub: `github:${user.body.id}`, email: (primary?.email ?? `${user.body.login}@users.noreply.github.com`).toLowerCase(), emailVerified: primary?.verified === true, login: user.body.login.toLowerCase(), orgs: memberOf };
   }
 
   return {
@@ -45,7 +47,7 @@ export function githubSignIn(oauth: Pick<OAuthConfig, 'clientId' | 'clientSecret
         redirect_uri: callbackUrl,
         state: requestId,
         // read:org only when membership must be checked: ask for no more than is needed.
-        scope: oauth.allowedOrgs.length ? 'read:user user:email read:org' : 'read:user user:email',
+        scope: orgs.length ? 'read:user user:email read:org' : 'read:user user:email',
         code_challenge: createHash('sha256').update(verifier).digest('base64url'),
         code_challenge_method: 'S256',
         allow_signup: 'false',
@@ -81,7 +83,9 @@ export function admitGithub(oauth: Pick<OAuthConfig, 'allowedOrgs' | 'allowedLog
   const logins = oauth.allowedLogins.map((l) => l.toLowerCase());
   if (logins.includes(who.login)) return undefined;
   if (who.emailVerified && oauth.allowedEmails.includes(who.email)) return undefined;
-  if (oauth.allowedOrgs.length && who.orgs.length) return undefined;
+  // who.orgs may name orgs only a route admits: the global gate counts its own list alone.
+  const allowedOrgs = oauth.allowedOrgs.map((o) => o.toLowerCase());
+  if (who.orgs.some((org) => allowedOrgs.includes(org))) return undefined;
   if (!oauth.allowedOrgs.length && !logins.length && !oauth.allowedEmails.length) return who.emailVerified ? undefined : `${who.login} has no verified primary email on GitHub.`;
   return oauth.allowedOrgs.length ? `${who.login} is not a member of ${oauth.allowedOrgs.join(' or ')} on GitHub (or has not granted this app access to it).` : `${who.login} is not on the list of allowed GitHub users.`;
 }

@@ -5,6 +5,7 @@ import type { Store } from '../../store/store.ts';
 import { readCookie, updateAuthRequest, type AuthRequest } from '../authorization.ts';
 import { admit, oidcSignIn, type OidcSignIn, type VerifiedIdentity } from './oidc.ts';
 import { admitGithub, githubSignIn, type GithubIdentity } from './github.ts';
+import { githubOrgsToCheck } from '../route-access.ts';
 import type { UpstreamProvider } from './provider.ts';
 
 // The google and oidc providers as the authorization server uses them: the browser goes to the
@@ -18,7 +19,7 @@ export function callbackUrl(config: Config): string {
 }
 
 export function upstreamProvider(deps: { config: Config; store: Store; clock: Clock }): UpstreamProvider {
-  const signIn = signInFor(deps.config.oauth);
+  const signIn = signInFor(deps.config);
   const secure = new URL(deps.config.oauth.issuer).protocol === 'https:';
   return {
     name: { google: 'Google', github: 'GitHub', oidc: `OpenID Connect (${deps.config.oauth.oidcIssuer})`, dev: 'dev' }[deps.config.oauth.provider],
@@ -39,8 +40,8 @@ export function sameBrowser(req: Request, requestId: string): boolean {
 }
 
 /** The provider's sign-in: GitHub's OAuth app flow, or OpenID Connect (Google or any issuer). */
-export function signInFor(oauth: Config['oauth']): OidcSignIn {
-  return oauth.provider === 'github' ? githubSignIn(oauth) : oidcSignIn(oauth);
+export function signInFor(config: Pick<Config, 'oauth' | 'routes'>): OidcSignIn {
+  return config.oauth.provider === 'github' ? githubSignIn(config.oauth, githubOrgsToCheck(config)) : oidcSignIn(config.oauth);
 }
 
 /** The policy for the provider in use: undefined admits, a sentence refuses. */
