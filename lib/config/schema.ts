@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
+import { OAUTH_PATHS } from '../urlmap.ts';
 
 // The YAML schema: the seed's, extended. Every object is strict so a typo is an error
 // that names its path instead of a setting silently ignored.
@@ -15,11 +16,14 @@ const duration = z
     return ms;
   });
 
+/** What a route may not be called: the authorization server's paths (the one list, urlmap.ts) and /health. */
+const RESERVED_PATHS: readonly string[] = [...OAUTH_PATHS.map((p) => p.replace(/\/\*$/, '')), '/health'];
+
 const routePath = z
   .string()
   .regex(/^\/[a-z0-9][a-z0-9-]{0,48}$/, 'must be "/" followed by lowercase letters, digits and dashes (it names a Cloud Run service)')
   .refine((p) => !p.endsWith('-'), 'must not end with a dash')
-  .refine((p) => !['/.well-known', '/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/jwks.json', '/signin', '/routes', '/health'].includes(p), 'is reserved for the authorization server');
+  .refine((p) => !RESERVED_PATHS.includes(p), 'is reserved for the authorization server');
 
 const environment = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name'), z.string());
 
