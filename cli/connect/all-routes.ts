@@ -30,10 +30,14 @@ export async function runAllRoutes(gateway: string, options: Omit<AuthOptions, '
   const clients = new Map<string, InstanceType<typeof Client>>();
   await Promise.all(
     routes.map(async (route) => {
+      // A 401 (the gateway rotated its key, or the token was cut short): refresh once and retry.
       const authorized: typeof fetch = async (input, init) => {
         const send = async (token: string) => fetch(input, { ...init, headers: { ...Object.fromEntries(new Headers(init?.headers)), authorization: `Bearer ${token}` } });
-        const res = await send(await auth.accessTokenFor(route.url));
-        return res;
+        const token = await auth.accessTokenFor(route.url);
+        const res = await send(token);
+        if (res.status !== 401) return res;
+        await res.body?.cancel();
+        return send(await auth.renewFor(route.url, token));
       };
       const client = new Client({ name: 'mcp-front connect --all', version: '1.0.0' });
       await client.connect(new StreamableHTTPClientTransport(new URL(route.url), { fetch: authorized }));

@@ -82,6 +82,19 @@ export class Authorizer {
     return this.#inFlight;
   }
 
+  /** After a 401 with `rejected` for `resource`: a refreshed token for it (see renew, accessTokenFor). */
+  async renewFor(resource: string, rejected: string): Promise<string> {
+    const { discovered, file } = await this.#context();
+    if (resource === discovered.resource) return this.renew(rejected);
+    await file.withLock(async () => {
+      const grant = file.read();
+      if (grant?.perResource?.[resource]?.accessToken !== rejected) return; // renewed meanwhile
+      const { [resource]: _dropped, ...others } = grant.perResource;
+      file.write({ ...grant, perResource: others });
+    });
+    return this.accessTokenFor(resource);
+  }
+
   /**
    * A token for another resource the sign-in covered (`connect --all`): the refresh token is
    * exchanged for one (RFC 8707 §2.2), under the same lock, and kept per resource.

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, StdioClientTransport } from '../../lib/mcp/sdk.ts';
+import { generateSigningJwk } from '../../lib/tokens/keys.ts';
 import { CLI, startStackProcess, type StackProcess } from '../support/stack-process.ts';
 import { browserSkipReason, devSignInInBrowser } from '../support/browser.ts';
 
@@ -54,6 +55,15 @@ describe.skipIf(skip)('connect --all', () => {
     expect(names).toEqual(['alpha__add', 'alpha__big', 'alpha__echo', 'alpha__slow', 'beta__add', 'beta__big', 'beta__echo', 'beta__slow']);
     expect(await client.callTool({ name: 'beta__echo', arguments: { text: 'via beta' } })).toEqual({ content: [{ type: 'text', text: 'via beta' }] });
     expect(await client.callTool({ name: 'alpha__add', arguments: { a: 1, b: 2 } })).toEqual({ content: [{ type: 'text', text: '3' }] });
+    expect(stderr.match(/sign in to/g)).toHaveLength(1);
+
+    // The gateway restarts with a new signing key: every cached token now gets a 401. Each
+    // route's token is renewed with the refresh token (no second sign-in), and the sessions
+    // carry on from their stored records.
+    await stack.stop();
+    stack = await startStackProcess({ yaml: YAML, port: Number(new URL(stack.baseUrl).port), dataDir: stack.dataDir, env: { MCP_FRONT_SIGNING_KEY: JSON.stringify(await generateSigningJwk()) } });
+    expect(await client.callTool({ name: 'beta__echo', arguments: { text: 'after rotation' } })).toEqual({ content: [{ type: 'text', text: 'after rotation' }] });
+    expect(await client.callTool({ name: 'alpha__add', arguments: { a: 2, b: 3 } })).toEqual({ content: [{ type: 'text', text: '5' }] });
     expect(stderr.match(/sign in to/g)).toHaveLength(1);
     await client.close();
   }, 60_000);
