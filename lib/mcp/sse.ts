@@ -31,8 +31,10 @@ export async function* readEvents(stream: ReadableStream<Uint8Array>, onRetry?: 
     for (;;) {
       const { done, value } = await reader.read();
       buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
-      if (afterCr && buffer.startsWith('\n')) buffer = buffer.slice(1);
-      if (buffer) afterCr = false;
+      if (afterCr && buffer) {
+        if (buffer.startsWith('\n')) buffer = buffer.slice(1);
+        afterCr = false; // settled by this chunk's first character, whatever is left after it
+      }
       let newline: number;
       while ((newline = buffer.search(/\r\n|\r|\n/)) !== -1) {
         const line = buffer.slice(0, newline);

@@ -96,6 +96,21 @@ describe('SSE parsing', () => {
     );
   });
 
+  it('reads a CR, then an LF alone in its chunk, then an LF, as one line ending and a blank line', async () => {
+    // Found by the property above (seed 340650258): the lone LF settled the CR, but the parser
+    // still thought the next chunk's LF could be the CR's, and swallowed the blank line.
+    const parts = ['data: \r', '\n', '\ndata: two\r\n\r\n'];
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const p of parts) controller.enqueue(new TextEncoder().encode(p));
+        controller.close();
+      },
+    });
+    const got: string[] = [];
+    for await (const e of readEvents(stream)) got.push(e.data);
+    expect(got).toEqual(['', 'two']);
+  });
+
   it('reads a CR LF split across two chunks as one line ending, not as the blank line that ends an event', async () => {
     const parts = ['data: one\r', '\ndata: two\r\n\r\n'];
     const stream = new ReadableStream<Uint8Array>({
