@@ -20,8 +20,8 @@ export async function openFirestoreStore(options: {
   clock: Clock;
   prefix?: string;
   firestore?: Firestore;
-  /** Bound on a whole transaction, retries included; TRANSACTION_DEADLINE_MS unless set. */
-  transactionDeadlineMs?: number;
+  /** Bounds on one call and on a whole transaction (retries included); DEADLINE_MS and TRANSACTION_DEADLINE_MS unless set. */
+  deadlines?: { callMs?: number; transactionMs?: number };
 }): Promise<Store> {
   const firestore =
     options.firestore ??
@@ -32,7 +32,8 @@ export async function openFirestoreStore(options: {
       // Fail fast on a dead backend: the SDK's own retries would hold a request for a minute.
       maxIdleChannels: 1,
     });
-  return new FirestoreStore(firestore, options.clock, options.prefix ?? '', options.transactionDeadlineMs ?? TRANSACTION_DEADLINE_MS);
+  const deadlines = { callMs: options.deadlines?.callMs ?? DEADLINE_MS, transactionMs: options.deadlines?.transactionMs ?? TRANSACTION_DEADLINE_MS };
+  return new FirestoreStore(firestore, options.clock, options.prefix ?? '', deadlines);
 }
 
 class FirestoreStore implements Store {
@@ -40,13 +41,13 @@ class FirestoreStore implements Store {
   readonly #db: Firestore;
   readonly #clock: Clock;
   readonly #prefix: string;
-  readonly #transactionDeadlineMs: number;
+  readonly #deadlines: { callMs: number; transactionMs: number };
 
-  constructor(db: Firestore, clock: Clock, prefix: string, transactionDeadlineMs: number) {
+  constructor(db: Firestore, clock: Clock, prefix: string, deadlines: { callMs: number; transactionMs: number }) {
     this.#db = db;
     this.#clock = clock;
     this.#prefix = prefix;
-    this.#transactionDeadlineMs = transactionDeadlineMs;
+    this.#deadlines = deadlines;
   }
 
   #ref(collection: Collection, id: string) {
@@ -120,7 +121,7 @@ class FirestoreStore implements Store {
       },
       { maxAttempts: 10 },
     );
-    return this.#call(attempt, this.#transactionDeadlineMs, () => (abandoned.value = true));
+    return this.#call(attempt, this.#deadlines.transactionMs, () => (abandoned.value = true));
   }
 
   async ping(): Promise<void> {
@@ -131,7 +132,7 @@ class FirestoreStore implements Store {
   readonly #inflight = new Set<Promise<unknown>>();
 
   /** Every SDK call goes through here: bounded by its deadline, and remembered until it settles. */
-  #call<T>(operation: Promise<T>, deadlineMs?: number, onDeadline?: () => void): Promise<T> {
+  #call<T>(operation: Promise<T>, deadlineMs = this.#deadlines.callMs, onDeadline?: () => void): Promise<T> {
     this.#inflight.add(operation);
     operation.then(
       () => this.#inflight.delete(operation),
@@ -163,7 +164,7 @@ function decodeId(id: string): string {
 const CLOSE_GRACE_MS = 5_000;
 
 /** Bounds every call by a deadline and turns "backend not answering" into StoreUnavailableError. */
-async function guard<T>(operation: Promise<T>, deadlineMs = DEADLINE_MS, onDeadline?: () => void): Promise<T> {
+async function guard<T>(operation: Promise<T>, deadlineMs: number, onDeadline?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   operation.catch(() => undefined); // settled after the deadline: nobody is waiting any more
   const deadline = new Promise<never>((_, reject) => {

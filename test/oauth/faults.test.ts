@@ -50,7 +50,10 @@ describe.skipIf('skip' in emulator)('Firestore stops mid-flow (emulator frozen)'
           return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
         },
       });
-    const as = await authorizationServer('', { store: async (clock: ManualClock) => trapped(await openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix: `f${randomToken(6)}_` })) });
+    // Deadlines of 10 s, not 5: until the trap springs, a call must not fail for being slow (a
+    // cold emulator on a loaded machine); the trap is a freeze, which outlasts any deadline.
+    const open = (clock: ManualClock) => openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix: `f${randomToken(6)}_`, deadlines: { callMs: 10_000, transactionMs: 10_000 } });
+    const as = await authorizationServer('', { store: async (clock: ManualClock) => trapped(await open(clock)) });
 
     const first = await authorizeWithDevLogin(as, { email: 'ada@example.com', resource: DEMO });
     const pending = await obtainCode(as, { email: 'ada@example.com', resource: DEMO });
