@@ -1,4 +1,5 @@
-import { isLoopbackHost } from '../lib/config/config.ts';
+import { isLoopbackHost, type Config } from '../lib/config/config.ts';
+import { ConfigError, loadConfig } from '../lib/config/load.ts';
 
 // `mcp-front doctor <url>`: checks a deployment from outside, the way Claude.ai and ChatGPT
 // see it, and says how to fix each failure. Every check is one request a client really makes.
@@ -12,6 +13,26 @@ export interface Check {
 }
 
 const TIMEOUT_MS = 10_000;
+
+/**
+ * The route paths of a config. Doctor reads nothing else from it, so a ${VAR} not set here (a
+ * secret that only Secret Manager holds) stays a placeholder, and the note names it.
+ */
+export function configRoutes(file: string, env: Readonly<Record<string, string | undefined>>): { routes: string[]; note?: string } {
+  const unset = new Set<string>();
+  let config: Config;
+  try {
+    config = loadConfig(file, env, unset);
+  } catch (err) {
+    // A placeholder where the schema wants a URL or a number: say which variable it was.
+    if (err instanceof ConfigError && unset.size) throw new ConfigError(`${err.message}\n(not set here: ${[...unset].join(', ')}; set them, or name the routes with --route)`);
+    throw err;
+  }
+  const secrets: Readonly<Record<string, string>> = config.deploy.secrets;
+  const names = [...unset].map((name) => (secrets[name] ? `${name} (secret ${secrets[name]})` : name));
+  const note = `not set here, left as placeholders (doctor needs only the route paths): ${names.join(', ')}`;
+  return { routes: config.routes.map((r) => r.path), ...(names.length ? { note } : {}) };
+}
 
 interface Fetched {
   readonly status: number;

@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { DeployError } from './deploy-error.ts';
+import { gcloudAccessToken } from './gcloud-token.ts';
 
 // `mcp-front firestore-rules`: puts firestore.rules (deny every client SDK) on one database
 // through the Firebase Rules API, with the caller's gcloud credentials. No Firebase project,
@@ -24,18 +23,9 @@ export function releaseName(project: string, database: string): string {
   return `projects/${project}/releases/cloud.firestore${database === '(default)' ? '' : `/${database}`}`;
 }
 
-async function gcloudToken(): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)('gcloud', ['auth', 'print-access-token'], { env: { ...process.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' } });
-    return stdout.trim();
-  } catch (err) {
-    throw new DeployError(`firestore-rules: no gcloud credentials (${(err as Error).message.split('\n')[0]}): run \`gcloud auth login\``);
-  }
-}
-
 export async function deployFirestoreRules(options: RulesOptions): Promise<string> {
   const base = options.apiBase ?? RULES_API;
-  const token = options.token ?? (await gcloudToken());
+  const token = options.token ?? (await gcloudAccessToken('firestore-rules'));
   const call = async (method: string, path: string, body: unknown): Promise<Response> =>
     fetch(`${base}/v1/${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
   const fail = async (what: string, res: Response) => new DeployError(`firestore-rules: ${what} answered HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);

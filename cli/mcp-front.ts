@@ -175,8 +175,10 @@ program
   .option('-r, --route <path...>', 'routes to check, e.g. /notion (default: every route in --config)')
   .option('-c, --config <file>', 'take the routes from this config')
   .action(async (url: string, options: { route?: string[]; config?: string }) => {
-    const { renderChecks, runDoctor } = await import('./doctor.ts');
-    const routes = options.route ?? (options.config ? loadConfig(options.config).routes.map((r) => r.path) : []);
+    const { configRoutes, renderChecks, runDoctor } = await import('./doctor.ts');
+    const fromConfig = !options.route && options.config ? configRoutes(options.config, process.env) : undefined;
+    if (fromConfig?.note) process.stdout.write(`note: ${fromConfig.note}\n`);
+    const routes = options.route ?? fromConfig?.routes ?? [];
     const checks = await runDoctor(url, routes);
     process.stdout.write(`${renderChecks(checks)}\n`);
     if (checks.some((c) => !c.ok)) process.exitCode = 1;

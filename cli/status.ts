@@ -1,6 +1,9 @@
 import { ServicesClient, type protos } from '@google-cloud/run';
+import { OAuth2Client } from 'google-auth-library';
 import type { Config, RouteConfig } from '../lib/config/config.ts';
 import { checkDeployable, MAX_CLOUD_RUN_TIMEOUT_MS, serviceAccount, serviceName } from '../infra/names.ts';
+import { DeployError } from './deploy-error.ts';
+import { gcloudAccessToken } from './gcloud-token.ts';
 
 // `mcp-front status`: what Cloud Run is actually running for each route, and where it has
 // drifted from the YAML (someone ran `gcloud run services update` by hand, or a deploy failed
@@ -19,15 +22,17 @@ export interface RouteStatus {
 export interface RunAdminOptions {
   /** A stand-in Run Admin API (tests): host:port, spoken over plain HTTP/JSON. */
   readonly apiEndpoint?: string;
-  /** Something with google-auth-library's `fetch` (tests pass a client with a fixed token). */
+  /** Something with google-auth-library's `fetch` (tests pass a client with a fixed token); default: gcloud's credentials. */
   readonly authClient?: unknown;
+  /** Where gcloud's credentials are looked for (CLOUDSDK_AUTH_ACCESS_TOKEN, PATH). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 type Service = protos.google.cloud.run.v2.IService;
 
 export async function routeStatuses(config: Config, options: RunAdminOptions = {}): Promise<RouteStatus[]> {
   const { project } = checkDeployable(config);
-  const client = runClient(options);
+  const client = runClient(options.apiEndpoint, options.authClient ?? (await gcloudAuthClient(options.env)));
   try {
     return await Promise.all(config.routes.map((route) => statusOf(client, config, project, route)));
   } finally {
@@ -35,10 +40,17 @@ export async function routeStatuses(config: Config, options: RunAdminOptions = {
   }
 }
 
-function runClient(options: RunAdminOptions): ServicesClient {
-  if (!options.apiEndpoint) return new ServicesClient();
-  const [host, port] = options.apiEndpoint.split(':');
-  return new ServicesClient({ apiEndpoint: host, port: Number(port), protocol: 'http', fallback: true, ...(options.authClient ? { authClient: options.authClient as never } : {}) });
+/** The same credentials as the rest of a deploy (gcloud's), never application-default ones. */
+async function gcloudAuthClient(env?: NodeJS.ProcessEnv): Promise<OAuth2Client> {
+  const client = new OAuth2Client();
+  client.setCredentials({ access_token: await gcloudAccessToken('status', env) });
+  return client;
+}
+
+function runClient(apiEndpoint: string | undefined, authClient: unknown): ServicesClient {
+  if (!apiEndpoint) return new ServicesClient({ authClient: authClient as never });
+  const [host, port] = apiEndpoint.split(':');
+  return new ServicesClient({ apiEndpoint: host, port: Number(port), protocol: 'http', fallback: true, authClient: authClient as never });
 }
 
 async function statusOf(client: ServicesClient, config: Config, project: string, route: RouteConfig): Promise<RouteStatus> {
@@ -48,6 +60,7 @@ async function statusOf(client: ServicesClient, config: Config, project: string,
     [found] = await client.getService({ name: `projects/${project}/locations/${config.deploy.region}/services/${service}` });
   } catch (err) {
     if (isNotFound(err)) return { route: route.path, service, state: 'missing', drift: ['not deployed: run `mcp-front deploy --apply`'] };
+    if (isRefused(err)) throw new DeployError(`status: Cloud Run refused the credentials (${reasonOf(err)}): run \`gcloud auth login\` as an account that can view ${project}, or set CLOUDSDK_AUTH_ACCESS_TOKEN`);
     throw err;
   }
   const traffic = (found.trafficStatuses ?? []).map((t) => `${t.percent ?? 0}% ${t.revision || 'latest'}`).join(', ');
@@ -67,6 +80,19 @@ async function statusOf(client: ServicesClient, config: Config, project: string,
 function isNotFound(err: unknown): boolean {
   const e = err as { code?: number | string; status?: number; response?: { status?: number } };
   return e.code === 5 || e.status === 404 || e.response?.status === 404;
+}
+
+/** The API's reason: gRPC's message as is, or the one inside the REST transport's JSON body. */
+function reasonOf(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return /"message":\s*"([^"]*)"/.exec(message)?.[1] ?? message.split('\n')[0]!;
+}
+
+/** UNAUTHENTICATED or PERMISSION_DENIED, as gRPC (16, 7) or as HTTP (401, 403). */
+function isRefused(err: unknown): boolean {
+  const e = err as { code?: number | string; status?: number; response?: { status?: number } };
+  const status = e.status ?? e.response?.status;
+  return e.code === 16 || e.code === 7 || status === 401 || status === 403;
 }
 
 function driftOf(found: Service, config: Config, project: string, route: RouteConfig): string[] {

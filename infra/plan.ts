@@ -44,7 +44,7 @@ export interface DeployPlan {
 
 /** Collections whose documents carry `expireAt` (see lib/store), by database: Firestore deletes them itself. */
 export const TTL_COLLECTIONS = {
-  auth: ['codes', 'authRequests', 'refreshTokens', 'rateBuckets', 'browserSessions', 'clients', 'clientMetadata', 'keys'],
+  auth: ['codes', 'authRequests', 'refreshTokens', 'grants', 'consents', 'rateBuckets', 'browserSessions', 'clients', 'clientMetadata', 'keys'],
   sessions: ['mcpSessions'],
 } as const;
 

@@ -106,6 +106,6 @@ export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Re
     return redirectToClient(deps.config.oauth.issuer, request, { error: 'access_denied', error_description: 'the user denied access' });
   }
   if (decision !== 'allow') return errorPage('Refused', 'Choose Allow or Deny.');
-  await rememberConsent(deps.store, deps.clock, user.sub, request);
+  await rememberConsent(deps.store, deps.clock, deps.config.oauth.consentTtl, user.sub, request);
   return grantCode(deps, requestId!, request, user);
 }

@@ -26,6 +26,7 @@ export interface OAuthConfig {
   readonly extraRedirectUris: readonly string[];
   readonly codeTtl: number;
   readonly sessionTtl: number;
+  readonly consentTtl: number;
   readonly storage: 'sqlite' | 'firestore';
   readonly dataDir: string;
   readonly firestoreDatabase: string;

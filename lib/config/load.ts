@@ -14,19 +14,26 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
-/** Replaces ${VAR} (and ${VAR:-default}) in every string of the parsed YAML. */
-export function interpolate(value: unknown, env: Env, path = ''): unknown {
+/**
+ * Replaces ${VAR} (and ${VAR:-default}) in every string of the parsed YAML. A variable set
+ * nowhere is an error, unless `unset` is given: then it stays as written and its name is added.
+ */
+export function interpolate(value: unknown, env: Env, path = '', unset?: Set<string>): unknown {
   if (typeof value === 'string') {
-    return value.replace(VARIABLE, (_match, name: string, fallback: string | undefined) => {
+    return value.replace(VARIABLE, (match, name: string, fallback: string | undefined) => {
       const found = env[name];
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;
+      if (unset) {
+        unset.add(name);
+        return match;
+      }
       throw new ConfigError(`${path || 'config'}: environment variable ${name} is not set`);
     });
   }
-  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, `${path}[${i}]`));
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, `${path}[${i}]`, unset));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, path ? `${path}.${k}` : k, unset)]));
   }
   return value;
 }
@@ -50,8 +57,12 @@ function describeIssues(error: z.ZodError): string {
     .join('\n');
 }
 
-/** Parses YAML text into a validated, frozen Config. */
-export function parseConfig(text: string, env: Env = process.env, source = '<inline>'): Config {
+/**
+ * Parses YAML text into a validated, frozen Config. With `unset`, a ${VAR} set nowhere stays a
+ * literal placeholder (named in `unset`): for commands that read only the config's shape, such
+ * as doctor's route list, where secrets live in Secret Manager and not here.
+ */
+export function parseConfig(text: string, env: Env = process.env, source = '<inline>', unset?: Set<string>): Config {
   let raw: unknown;
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
@@ -64,7 +75,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: must be a YAML mapping with oauth, routes and server`);
   let interpolated: unknown;
   try {
-    interpolated = interpolate(raw, env);
+    interpolated = interpolate(raw, env, '', unset);
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`);
     throw err;
@@ -147,6 +158,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       refreshGrace: o.refresh_grace,
       codeTtl: o.code_ttl,
       sessionTtl: o.session_ttl,
+      consentTtl: o.consent_ttl,
       upstreamRecheck: o.upstream_recheck,
       registration: o.registration,
       extraRedirectUris: o.extra_redirect_uris,
@@ -173,14 +185,14 @@ function cloudRunSettings(c: { min_instances: number; max_instances: number; con
 }
 
 /** Reads and parses a config file; every failure is a ConfigError naming the file. */
-export function loadConfig(file: string, env: Env = process.env): Config {
+export function loadConfig(file: string, env: Env = process.env, unset?: Set<string>): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read config (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  return parseConfig(text, env, file);
+  return parseConfig(text, env, file, unset);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -140,6 +140,8 @@ export const configSchema = z
         refresh_grace: duration.prefault('60s'),
         code_ttl: duration.prefault('60s'),
         session_ttl: duration.prefault('12h'),
+        /** A user's Allow is remembered this long; then the consent page asks again. Apart from refresh_ttl, so a short refresh_ttl doesn't mean daily consent pages. */
+        consent_ttl: duration.prefault('90d'),
         /** A refresh asks the upstream provider about the user again once this long has passed since it last did. */
         upstream_recheck: duration.prefault('5m'),
         storage: z.enum(['sqlite', 'firestore']).default('sqlite'),

@@ -118,13 +118,13 @@ export async function hasConsent(store: Store, userSub: string, request: AuthReq
   return (await store.get('consents', consentId(userSub, request.clientId, resourcesOf(request), request.scope))) !== undefined;
 }
 
-export async function rememberConsent(store: Store, clock: Clock, userSub: string, request: AuthRequest): Promise<void> {
-  await store.put('consents', consentId(userSub, request.clientId, resourcesOf(request), request.scope), {
-    userSub,
-    clientId: request.clientId,
-    resource: request.resource,
-    resources: resourcesOf(request),
-    scope: request.scope,
-    createdAt: clock.now(),
-  });
+/** Remembered for consent_ttl from the Allow; a consent used meanwhile is not extended, so the page comes back on schedule. */
+export async function rememberConsent(store: Store, clock: Clock, ttlMs: number, userSub: string, request: AuthRequest): Promise<void> {
+  const now = clock.now();
+  await store.put(
+    'consents',
+    consentId(userSub, request.clientId, resourcesOf(request), request.scope),
+    { userSub, clientId: request.clientId, resource: request.resource, resources: resourcesOf(request), scope: request.scope, createdAt: now },
+    { expiresAt: now + ttlMs },
+  );
 }

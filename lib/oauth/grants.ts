@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { randomToken, safeEqual, sha256 } from '../random.ts';
-import type { Store, Transaction } from '../store/store.ts';
+import type { Collection, Doc, PutOptions, Store, Transaction } from '../store/store.ts';
 import { OAuthError } from './errors.ts';
 
 // Grants and the credentials that carry them: authorization codes (single use, replay revokes
@@ -91,6 +91,17 @@ export interface GrantRecord {
   upstreamCheckedAt?: number;
   revokedAt?: number;
   revokedReason?: string;
+  /**
+   * When the newest refresh token expires (refresh_ttl after the last rotation): after that the
+   * lineage can't be used and the grant is only clutter, revoked or not. Absent on grants
+   * written before grants expired; their next rotation sets it.
+   */
+  expiresAt: number;
+}
+
+/** Every write of a grant goes through here, so none drops its expiry. */
+function putGrant(target: { put(collection: Collection, id: string, doc: Doc, options?: PutOptions): void | Promise<void> }, id: string, grant: GrantRecord): void | Promise<void> {
+  return target.put('grants', id, grant, { expiresAt: grant.expiresAt });
 }
 
 interface RefreshRecord {
@@ -173,9 +184,8 @@ export interface IssuedGrant {
 
 const covered = (g: { resource: string; extraResources?: string[] }) => [g.resource, ...(g.extraResources ?? [])];
 
-function newRefreshToken(tx: Transaction, now: number, refreshTtlMs: number, grantId: string, clientId: string, generation: number): string {
+function newRefreshToken(tx: Transaction, now: number, expiresAt: number, grantId: string, clientId: string, generation: number): string {
   const token = randomToken(32);
-  const expiresAt = now + refreshTtlMs;
   tx.put('refreshTokens', sha256(token), { grantId, clientId, generation, createdAt: now, expiresAt } satisfies RefreshRecord & { createdAt: number }, { expiresAt });
   return token;
 }
@@ -199,7 +209,7 @@ export async function redeemCode(
     if (code.grantId) {
       // RFC 6749 §4.1.2: a code used twice means it leaked; what it granted is revoked.
       const grant = await tx.get<GrantRecord>('grants', code.grantId);
-      if (grant && !grant.revokedAt) tx.put('grants', code.grantId, { ...grant, revokedAt: now, revokedReason: 'authorization code replayed' });
+      if (grant && !grant.revokedAt) putGrant(tx, code.grantId, { ...grant, revokedAt: now, revokedReason: 'authorization code replayed' });
       return { kind: 'grant', message: 'the authorization code was already used; the grant it produced is revoked' };
     }
     const redirectOk = input.redirectUri === undefined ? code.redirectUriImplied === true : input.redirectUri === code.redirectUri;
@@ -207,10 +217,10 @@ export async function redeemCode(
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...provenFacts(code), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1 };
+    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...provenFacts(code), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1, expiresAt: now + refreshTtlMs };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
-    tx.put('grants', grantId, grant);
-    const refreshToken = newRefreshToken(tx, now, refreshTtlMs, grantId, code.clientId, 1);
+    putGrant(tx, grantId, grant);
+    const refreshToken = newRefreshToken(tx, now, grant.expiresAt, grantId, code.clientId, 1);
     return { kind: 'issued', issued: { grantId, grant, refreshToken, audience: input.resource ?? code.resource } };
   });
   return settle(outcome);
@@ -249,7 +259,7 @@ export async function rotateRefreshToken(
     const verdict = input.upstream && input.upstream.asked === grant.upstream ? input.upstream : undefined;
     const refusal = user?.revokedAt && user.revokedAt >= grant.createdAt ? 'access for this user was revoked; sign in again' : (verdict?.refusal ?? input.policy?.(grant));
     if (refusal) {
-      tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: refusal });
+      putGrant(tx, token.grantId, { ...grant, revokedAt: now, revokedReason: refusal });
       return { kind: 'grant', message: refusal };
     }
     if (token.clientId !== input.clientId) return { kind: 'grant', message: 'the refresh token was issued to another client' };
@@ -257,7 +267,7 @@ export async function rotateRefreshToken(
     const current = token.generation === grant.generation;
     const retried = token.generation === grant.generation - 1 && token.rotatedAt !== undefined && now - token.rotatedAt <= options.graceMs;
     if (!current && !retried) {
-      tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: 'refresh token reused' });
+      putGrant(tx, token.grantId, { ...grant, revokedAt: now, revokedReason: 'refresh token reused' });
       return { kind: 'grant', message: 'the refresh token was already used; the grant is revoked, sign in again' };
     }
     const generation = grant.generation + 1;
@@ -268,15 +278,17 @@ export async function rotateRefreshToken(
       // The token stays unrotated: the grant's other routes stay usable with it (and what the
       // provider just said is kept: it may have rotated its credential). A grant left with no
       // route its user may use is over.
-      if (covered(grant).every((r) => input.routeAccess!(next, r))) tx.put('grants', token.grantId, { ...grant, revokedAt: now, revokedReason: withheld });
-      else if (verdict) tx.put('grants', token.grantId, { ...next, generation: grant.generation });
+      if (covered(grant).every((r) => input.routeAccess!(next, r))) putGrant(tx, token.grantId, { ...grant, revokedAt: now, revokedReason: withheld });
+      else if (verdict) putGrant(tx, token.grantId, { ...next, generation: grant.generation });
       return { kind: 'grant', message: `${withheld}: access to ${audience} was withdrawn; ask your administrator if you should have it` };
     }
     // A rotated token is kept until it would have expired, so a late reuse is recognised as one.
     if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
-    tx.put('grants', token.grantId, next);
-    const refreshToken = newRefreshToken(tx, now, options.refreshTtlMs, token.grantId, token.clientId, generation);
-    return { kind: 'issued', issued: { grantId: token.grantId, grant: next, refreshToken, audience } };
+    // The new token outlives every older one of the lineage: the grant lives as long as it.
+    const rotated: GrantRecord = { ...next, expiresAt: now + options.refreshTtlMs };
+    putGrant(tx, token.grantId, rotated);
+    const refreshToken = newRefreshToken(tx, now, rotated.expiresAt, token.grantId, token.clientId, generation);
+    return { kind: 'issued', issued: { grantId: token.grantId, grant: rotated, refreshToken, audience } };
   });
   return settle(outcome);
 }
@@ -286,7 +298,7 @@ export async function revokeUser(store: Store, clock: Clock, email: string): Pro
   const now = clock.now();
   await store.put('users', userKey(email), { email: email.toLowerCase(), revokedAt: now } satisfies UserRecord);
   const grants = await store.find<GrantRecord>('grants', 'email', email.toLowerCase());
-  for (const { id, doc } of grants) if (!doc.revokedAt) await store.put('grants', id, { ...doc, revokedAt: now, revokedReason: 'user revoked by an administrator' });
+  for (const { id, doc } of grants) if (!doc.revokedAt) await putGrant(store, id, { ...doc, revokedAt: now, revokedReason: 'user revoked by an administrator' });
   for (const { id } of await store.find('browserSessions', 'email', email.toLowerCase())) await store.delete('browserSessions', id);
   return grants.filter((g) => !g.doc.revokedAt).length;
 }
@@ -295,7 +307,7 @@ export async function revokeUser(store: Store, clock: Clock, email: string): Pro
 export async function revokeClient(store: Store, clock: Clock, clientId: string): Promise<number> {
   const now = clock.now();
   const grants = await store.find<GrantRecord>('grants', 'clientId', clientId);
-  for (const { id, doc } of grants) if (!doc.revokedAt) await store.put('grants', id, { ...doc, revokedAt: now, revokedReason: 'client revoked by an administrator' });
+  for (const { id, doc } of grants) if (!doc.revokedAt) await putGrant(store, id, { ...doc, revokedAt: now, revokedReason: 'client revoked by an administrator' });
   await store.delete('clients', clientId);
   return grants.filter((g) => !g.doc.revokedAt).length;
 }
@@ -306,6 +318,6 @@ export async function revokeByRefreshToken(store: Store, clock: Clock, token: st
     const record = await tx.get<RefreshRecord>('refreshTokens', sha256(token));
     if (!record || record.clientId !== clientId) return;
     const grant = await tx.get<GrantRecord>('grants', record.grantId);
-    if (grant && !grant.revokedAt) tx.put('grants', record.grantId, { ...grant, revokedAt: clock.now(), revokedReason: 'revoked by the client' });
+    if (grant && !grant.revokedAt) putGrant(tx, record.grantId, { ...grant, revokedAt: clock.now(), revokedReason: 'revoked by the client' });
   });
 }

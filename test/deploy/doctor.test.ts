@@ -1,7 +1,12 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runDoctor, renderChecks } from '../../cli/doctor.ts';
-import { startStackProcess, type StackProcess } from '../support/stack-process.ts';
+import { configRoutes, runDoctor, renderChecks } from '../../cli/doctor.ts';
+import { CLI, startStackProcess, type StackProcess } from '../support/stack-process.ts';
 
 // `mcp-front doctor` from outside, against the real local stack and against a stand-in
 // deployment with a wrong issuer and no protected resource metadata.
@@ -51,5 +56,42 @@ describe('mcp-front doctor', () => {
     // It answers OPTIONS as if it were a GET, with no CORS headers: a browser client can't discover it.
     expect(failed.get('browser clients: CORS preflight on the metadata')?.detail).toBe('HTTP 200, Access-Control-Allow-Origin null');
     expect(renderChecks(checks)).toContain('fix:');
+  });
+
+  it('--config needs no secret values: unset variables stay placeholders and are named', async () => {
+    // The deploy config as an operator has it: its secrets live in Secret Manager, not here.
+    const file = join(mkdtempSync(join(tmpdir(), 'mcp-front-doctor-')), 'mcp-front.yaml');
+    writeFileSync(
+      file,
+      `oauth:
+  issuer: https://mcp.example.com
+  provider: google
+  client_id: id
+  client_secret: \${DOCTOR_TEST_CLIENT_SECRET}
+routes:
+  - { path: /demo, type: stdio, command: [node, server.js], environment: { TOKEN: "\${DOCTOR_TEST_TOKEN}" } }
+  - { path: /demo-http, type: http, backend: "https://b.example.com/\${DOCTOR_TEST_PATH:-mcp}" }
+deploy:
+  secrets: { DOCTOR_TEST_CLIENT_SECRET: oauth-client-secret }
+`,
+    );
+    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DOCTOR_TEST_')));
+    const run = await promisify(execFile)(process.execPath, [CLI, 'doctor', stack.baseUrl, '--config', file], { env });
+    expect(run.stdout).toContain('note: not set here, left as placeholders (doctor needs only the route paths): DOCTOR_TEST_CLIENT_SECRET (secret oauth-client-secret), DOCTOR_TEST_TOKEN\n');
+    expect(run.stdout).toContain('/demo-http: 401 with WWW-Authenticate');
+    expect(run.stdout).toMatch(/all \d+ checks passed/);
+  }, 30_000);
+
+  it('names the unset variable when its placeholder is not a valid value', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mcp-front-doctor-')), 'mcp-front.yaml');
+    writeFileSync(file, 'oauth:\n  issuer: ${DOCTOR_TEST_ISSUER}\nroutes: []\n');
+    expect(() => configRoutes(file, {})).toThrow(/oauth\.issuer: .*\n\(not set here: DOCTOR_TEST_ISSUER; set them, or name the routes with --route\)$/);
+  });
+
+  it('reads the routes of a deploy example without its secrets', () => {
+    expect(configRoutes('examples/deploy/http-google.yaml', {})).toEqual({
+      routes: ['/notion'],
+      note: 'not set here, left as placeholders (doctor needs only the route paths): GOOGLE_CLIENT_SECRET (secret google-oauth-client-secret)',
+    });
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config/load.ts';
-import { buildDeployPlan } from '../../infra/plan.ts';
+import { buildDeployPlan, TTL_COLLECTIONS } from '../../infra/plan.ts';
 import { renderPlan } from '../../infra/render.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
 
@@ -32,6 +32,12 @@ describe('deploy plan', () => {
     // A missing golden file is a failure, never a file this test writes and then agrees with.
     expect(existsSync(file), `${file} is missing: review the plan, then UPDATE_GOLDEN=1`).toBe(true);
     expect(text).toBe(readFileSync(file, 'utf8'));
+  });
+
+  it('firestore.indexes.json (firebase deploy) sets a TTL on every collection the plan does', () => {
+    const indexes = JSON.parse(readFileSync('firestore.indexes.json', 'utf8')) as { fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean }> };
+    const ttl = indexes.fieldOverrides.filter((o) => o.fieldPath === 'expireAt' && o.ttl).map((o) => o.collectionGroup);
+    expect(ttl.sort()).toEqual([...TTL_COLLECTIONS.auth, ...TTL_COLLECTIONS.sessions].sort());
   });
 
   it('never prints a secret value, and routes never get the upstream client secret', () => {

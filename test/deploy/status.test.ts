@@ -1,9 +1,14 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderStatuses, routeStatuses } from '../../cli/status.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
+import { CLI } from '../support/stack-process.ts';
 
 // `mcp-front status` against a loopback stand-in of the Cloud Run Admin API v2 (REST), reached
 // by the real @google-cloud/run client through its apiEndpoint.
@@ -42,6 +47,11 @@ const server = createServer((req: IncomingMessage, res) => {
   const name = decodeURIComponent(req.url ?? '').split('?')[0]!.split('/services/')[1];
   const found = name ? services[name] : undefined;
   res.setHeader('content-type', 'application/json');
+  if (req.headers.authorization === 'Bearer expired') {
+    res.statusCode = 401;
+    res.end(JSON.stringify({ error: { code: 401, status: 'UNAUTHENTICATED', message: 'Request had invalid authentication credentials.' } }));
+    return;
+  }
   if (!found) {
     res.statusCode = 404;
     res.end(JSON.stringify({ error: { code: 404, status: 'NOT_FOUND', message: `Service ${name} not found` } }));
@@ -57,10 +67,18 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-function authClient() {
+function authClient(token = 'test-token') {
   const client = new OAuth2Client();
-  client.setCredentials({ access_token: 'test-token', expiry_date: Date.now() + 3_600_000 });
+  client.setCredentials({ access_token: token, expiry_date: Date.now() + 3_600_000 });
   return client;
+}
+
+/** `mcp-front status --config` as a user runs it, with only `path` on PATH (no application-default credentials either: HOME is empty). */
+function statusCommand(path: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { PATH: path, HOME: mkdtempSync(join(tmpdir(), 'mcp-front-home-')), METADATA_SERVER_DETECTION: 'none' };
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, 'status', '--config', 'examples/deploy/http-google.yaml'], { env }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }));
+  });
 }
 
 describe('mcp-front status', () => {
@@ -82,4 +100,34 @@ describe('mcp-front status', () => {
     expect(notion).toMatchObject({ route: '/notion', state: 'missing' });
     expect(notion!.drift[0]).toContain('mcp-front deploy --apply');
   });
+
+  it('takes the token from CLOUDSDK_AUTH_ACCESS_TOKEN, as gcloud does', async () => {
+    requests.length = 0;
+    const { config } = loadDeployConfig('examples/deploy/http-google.yaml', { PATH: process.env.PATH });
+    await routeStatuses(config, { apiEndpoint: endpoint, env: { CLOUDSDK_AUTH_ACCESS_TOKEN: 'from-the-environment' } });
+    expect(requests.map((r) => r.authorization)).toEqual(['Bearer from-the-environment']);
+  });
+
+  it('says in one line what to run when Cloud Run refuses the token', async () => {
+    const { config } = loadDeployConfig('examples/deploy/http-google.yaml', { PATH: process.env.PATH });
+    await expect(routeStatuses(config, { apiEndpoint: endpoint, authClient: authClient('expired') })).rejects.toThrow(/^status: Cloud Run refused the credentials \(Request had invalid authentication credentials\.\): run `gcloud auth login` as an account that can view example-prod, or set CLOUDSDK_AUTH_ACCESS_TOKEN$/);
+  });
+
+  it('without gcloud: one line saying what to run, no stack trace, exit 1', async () => {
+    const run = await statusCommand(mkdtempSync(join(tmpdir(), 'mcp-front-empty-path-')));
+    expect(run).toEqual({ code: 1, stdout: '', stderr: 'mcp-front: status: no Google Cloud credentials (gcloud is not installed): run `gcloud auth login`, or set CLOUDSDK_AUTH_ACCESS_TOKEN\n' });
+  }, 30_000);
+
+  it('with gcloud logged out: one line with gcloud\'s reason, exit 1', async () => {
+    const tools = mkdtempSync(join(tmpdir(), 'mcp-front-tools-'));
+    // What the Cloud SDK says with no active account.
+    writeFileSync(join(tools, 'gcloud'), '#!/bin/sh\necho "ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected." >&2\necho "Please run:" >&2\nexit 1\n');
+    chmodSync(join(tools, 'gcloud'), 0o755);
+    const run = await statusCommand(`${tools}:/usr/bin:/bin`);
+    expect(run).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'mcp-front: status: no Google Cloud credentials (ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected.): run `gcloud auth login`, or set CLOUDSDK_AUTH_ACCESS_TOKEN\n',
+    });
+  }, 30_000);
 });

@@ -16,7 +16,9 @@ import { descendantsOf } from './process-table.ts';
 // runtime (tini, Node and its libraries) run for real with one substitution — /opt/mcp-front
 // lives under the directory. The apt line is checked against the machine's Debian package (the
 // same tini the image installs). The final stage's ENTRYPOINT/CMD is what runImage() starts, as
-// PID 1 of its own PID namespace (unshare), as Cloud Run does.
+// PID 1 of its own PID namespace (unshare), as Cloud Run does. `mounts` stand for `docker run -v`:
+// those image paths are host directories, in RUN lines too, where the image's `node` user is
+// whoever runs the rehearsal (runImage does not switch users).
 
 export function uploadSet(source: string): string {
   const listed = execFileSync('gcloud', ['meta', 'list-files-for-upload', source], { encoding: 'utf8', env: { ...process.env, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' } })
@@ -66,10 +68,26 @@ function instructions(dockerfile: string): string[] {
     .filter((l) => l && !l.startsWith('#'));
 }
 
-export function buildImage(context: string, dockerfile: string, options: { node: string; imageCommand?: { entrypoint: string[] | null; cmd: string[] | null } }): BuiltImage {
+export function buildImage(
+  context: string,
+  dockerfile: string,
+  options: { node: string; imageCommand?: { entrypoint: string[] | null; cmd: string[] | null }; mounts?: Readonly<Record<string, string>> },
+): BuiltImage {
   const root = mkdtempSync(join(tmpdir(), 'mcp-front-image-'));
-  const map = (path: string) => (path.startsWith(OPT) ? root + path : path);
-  const substitute = (text: string) => text.replaceAll(OPT, root + OPT).replaceAll('/usr/local/bin/node', options.node);
+  const mounts = Object.entries(options.mounts ?? {});
+  const map = (path: string) => {
+    if (path.startsWith(OPT)) return root + path;
+    if (path === '/usr/local/bin/node') return options.node;
+    const mount = mounts.find(([at]) => path === at || path.startsWith(`${at}/`));
+    return mount ? mount[1] + path.slice(mount[0].length) : path;
+  };
+  const user = `${process.getuid!()}:${process.getgid!()}`;
+  const substitute = (text: string) =>
+    mounts
+      .reduce((out, [at, host]) => out.replace(new RegExp(`(?<=^|\\s)${at}(?=$|[\\s/])`, 'g'), host), text)
+      .replaceAll(OPT, root + OPT)
+      .replaceAll('/usr/local/bin/node', options.node)
+      .replace(/\bnode:node\b/g, user);
   let workdir = '/';
   let env: Record<string, string> = {};
   let entrypoint: string[] = [];
@@ -124,6 +142,8 @@ export function buildImage(context: string, dockerfile: string, options: { node:
         cmd = JSON.parse(args) as string[];
         break;
       case 'USER':
+      case 'EXPOSE': // documentation for `docker run -p`
+      case 'VOLUME': // the test mounts what it needs (options.mounts)
         break;
       default:
         throw new Error(`the rehearsal does not know the Dockerfile instruction ${keyword}`);
