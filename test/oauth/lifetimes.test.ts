@@ -4,7 +4,7 @@ import { randomToken } from '../../lib/random.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
 import type { Store } from '../../lib/store/store.ts';
 import { authorizeWithDevLogin, DEFAULT_REDIRECT_URI, formPost, hiddenField, pkcePair, refreshGrant, refreshTokens, send } from '../support/oauth-client.ts';
-import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
+import { BEHAVIOUR_DEADLINES, startFirestoreEmulator } from '../support/firestore-emulator.ts';
 import { authorizationServer, ISSUER, type AuthorizationServer } from './support.ts';
 
 // Grants and remembered consents end on their own: a grant refresh_ttl after its last refresh
@@ -23,7 +23,7 @@ const MINUTE = 60_000;
 const firestore = async (clock: ManualClock): Promise<Store> => {
   if ('skip' in emulator) throw new Error(emulator.skip);
   process.env.FIRESTORE_EMULATOR_HOST = emulator.host;
-  return openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix: `l${randomToken(6)}_` });
+  return openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix: `l${randomToken(6)}_`, deadlines: BEHAVIOUR_DEADLINES });
 };
 const STORES: Array<[string, ((clock: ManualClock) => Promise<Store>) | undefined, boolean]> = [
   ['SQLite', undefined, false],

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../lib/clock.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
 import { randomToken } from '../../lib/random.ts';
-import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
+import { BEHAVIOUR_DEADLINES, startFirestoreEmulator } from '../support/firestore-emulator.ts';
 import { expectUnavailable, storeContract } from './contract.ts';
 
 // The same contract against the Firestore emulator of the Google Cloud SDK. Each store gets its
@@ -19,10 +19,8 @@ describe.skipIf('skip' in emulator)('Firestore (emulator)', () => {
   process.env.FIRESTORE_EMULATOR_HOST = emulator.host;
   storeContract('Firestore', () => {
     const prefix = `t${randomToken(6)}_`;
-    // The contract is about what the store does, not how fast: a cold emulator's first calls,
-    // and contended transactions serialised by the SDK's backoff, outlast the production
-    // deadlines on a loaded two-core machine. The deadlines have their own test below.
-    const open = (clock: ManualClock) => openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix, deadlines: { callMs: 60_000, transactionMs: 110_000 } });
+    // The deadlines have their own test below.
+    const open = (clock: ManualClock) => openFirestoreStore({ projectId: 'demo-mcp-front', clock, prefix, deadlines: BEHAVIOUR_DEADLINES });
     return { open, reopen: open };
   });
 

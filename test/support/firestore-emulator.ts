@@ -97,3 +97,11 @@ async function endGroup(pgid: number): Promise<void> {
   if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL');
   for (let i = 0; i < 50 && groupAlive(pgid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
 }
+
+/**
+ * Deadlines for stores on the emulator in tests about what the store does, not how fast: a
+ * cold emulator's first calls, and contended transactions serialised by the SDK's backoff,
+ * outlast the production deadlines on a loaded two-core machine. Tests of the deadlines
+ * themselves use the production values.
+ */
+export const BEHAVIOUR_DEADLINES = { callMs: 60_000, transactionMs: 110_000 } as const;
