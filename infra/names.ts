@@ -95,7 +95,8 @@ export function checkDeployable(config: Config): { project: string; domain: stri
     if (!SERVICE_NAME.test(serviceName(route))) {
       problems.push(`${where}.path: "${route.path}" makes the Cloud Run service name "${serviceName(route)}", which must be at most 49 lowercase letters, digits or dashes, starting with a letter`);
     }
-    if (route.timeout > MAX_CLOUD_RUN_TIMEOUT_MS) problems.push(`${where}.timeout: Cloud Run allows at most 60m per request`);
+    // Under, not at: a call timing out at 60m would race Cloud Run cutting the connection, and the client would get a broken stream instead of the error.
+    if (route.timeout >= MAX_CLOUD_RUN_TIMEOUT_MS) problems.push(`${where}.timeout: must be under 60m (Cloud Run's limit per request), so a call that runs out is answered before Cloud Run cuts it`);
     if (route.type === 'stdio' && route.command[0] && /(^|\/)(docker|podman)$/.test(route.command[0])) {
       problems.push(`${where}.command: "${route.command[0]}" starts a container, and a Cloud Run instance has no container engine: name the server's image as ${where}.image (its entrypoint is the server) instead`);
     }

@@ -7,6 +7,7 @@ import { parseConfig } from '../../lib/config/load.ts';
 import { buildDeployPlan, TTL_COLLECTIONS } from '../../infra/plan.ts';
 import { renderPlan } from '../../infra/render.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
+import { serviceName } from '../../infra/names.ts';
 
 // The plan is pinned by golden files: a change to what `deploy` would run shows up as a
 // readable diff of test/deploy/golden/*.txt. Regenerate with UPDATE_GOLDEN=1 after review.
@@ -79,7 +80,8 @@ deploy:
 `;
   const cases: Array<[string, string, string]> = [
     ['a route name too long for a service name', base(`  - { path: /${'a'.repeat(45)}, type: http, backend: https://b.example.com/mcp }`), 'Cloud Run service name'],
-    ['a timeout above 60 minutes', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 61m }'), 'routes[0].timeout: Cloud Run allows at most 60m'],
+    ['a timeout above 60 minutes', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 61m }'), 'routes[0].timeout: must be under 60m'],
+    ['a timeout at the platform limit', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 60m }'), 'routes[0].timeout: must be under 60m'],
     ['a stdio route with neither command nor image', base('  - { path: /x, type: stdio }'), 'routes[0].command: a stdio route needs a command'],
     ['duplicate paths', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }\n  - { path: /x, type: http, backend: https://c.example.com/mcp }'), 'routes[1].path: "/x" is used by another route'],
     ['an http backend', base('  - { path: /x, type: http, backend: http://b.example.com/mcp }'), 'routes[0].backend: must be https'],
@@ -131,6 +133,26 @@ function commandPath(words: readonly string[]): string[] {
   const end = words.findIndex((w) => verbs.has(w));
   return words.slice(0, end + 1);
 }
+
+describe('how every example plan runs its routes, read as data', () => {
+  it.each(EXAMPLES)('%s: streams outlive calls, stdio routes keep their CPU, every route waits to be ready', (example) => {
+    const plan = planFor(example);
+    const { config } = loadDeployConfig(`examples/deploy/${example}.yaml`, ENV);
+    for (const route of config.routes) {
+      const deploy = plan.steps.find((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy' && s.command[3] === serviceName(route))!;
+      const flag = (name: string) => deploy.command.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
+      // Cloud Run's timeout bounds a whole request: a GET stream, not a call. It must outlast the
+      // gateway's own stream end (server.stream_timeout) and every call (route.timeout).
+      const serviceTimeoutMs = Number(flag('timeout')) * 1000;
+      expect(serviceTimeoutMs).toBe(3_600_000);
+      expect(serviceTimeoutMs).toBeGreaterThan(config.server.streamTimeout);
+      expect(serviceTimeoutMs).toBeGreaterThan(route.timeout);
+      // A stdio route's children and idle reaper run between requests.
+      expect(deploy.command.includes('--no-cpu-throttling')).toBe(route.type === 'stdio');
+      expect(flag('startup-probe')).toContain(`httpGet.path=${config.server.healthPath}/ready`);
+    }
+  });
+});
 
 describe('the IAM of every example plan, read as data', () => {
   const bindings = (example: string) =>
