@@ -1,15 +1,19 @@
 import type { Logger } from '../log.ts';
 import { BackendError, type Backend, type MessageOrigin } from './backend.ts';
 import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
-import { encodeEvent, KEEPALIVE } from './sse.ts';
+import { encodeEvent } from './sse.ts';
+import { EventLog, GET_STREAM } from './event-log.ts';
 import { Exchange } from './exchange.ts';
+import { RECONNECT_MS, SessionStream } from './session-stream.ts';
 import type { ToolPolicy } from './tool-policy.ts';
 
 // One MCP session as the client sees it: the gateway's Mcp-Session-Id, its backend, and the
 // open HTTP exchanges. Each POST that carries requests is an Exchange that ends when every
 // request in it has its response; a response is JSON when nothing else arrives first, and
 // becomes an event stream as soon as the server sends something else (progress, logs,
-// sampling). Server messages unrelated to an open exchange go to the GET stream.
+// sampling). Server messages unrelated to an open exchange go to the GET stream. Every event
+// of those streams has an id and is kept a while (event-log.ts): a client whose stream broke
+// off resumes it with a GET carrying Last-Event-ID, the GET stream and a POST's answer alike.
 
 export interface SessionInfo {
   readonly id: string;
@@ -43,19 +47,21 @@ export interface SessionOptions extends SessionInfo {
  */
 const SESSION_NOTIFICATIONS = new Set(['notifications/resources/updated', 'notifications/resources/list_changed', 'notifications/tools/list_changed', 'notifications/prompts/list_changed']);
 
-/** Server messages kept for a GET stream that isn't open yet; beyond this, the oldest go. */
-const BACKLOG_MAX = 1000;
+/**
+ * A request of a client that takes priming events (2025-11-25 on) still unanswered after this
+ * becomes a primed event stream (Exchange.streamNow): if its connection breaks off later, the
+ * client can resume it. Quicker answers stay plain JSON.
+ */
+const STREAM_AFTER_MS = 250;
 
-/** The session's open GET (or legacy SSE) stream. */
-interface OpenStream {
-  readonly controller: ReadableStreamDefaultController<Uint8Array>;
-  readonly keepalive: NodeJS.Timeout;
-  readonly lifetime: NodeJS.Timeout;
+/** The first protocol version whose clients take priming events: empty data with an id (SEP-1699). */
+const PRIMING_SINCE = '2025-11-25';
+
+/** How a client asks for the session's stream: its protocol version, and where it left off, if it is resuming. */
+export interface StreamRequest {
+  readonly protocolVersion?: string;
+  readonly lastEventId?: string | null;
 }
-
-/** What a client is told to wait before reconnecting a stream the gateway ended on purpose. */
-const RECONNECT_MS = 1000;
-const RETRY_HINT = new TextEncoder().encode(`retry: ${RECONNECT_MS}\n\n`);
 
 export class McpSession implements SessionInfo {
   readonly id: string;
@@ -68,8 +74,10 @@ export class McpSession implements SessionInfo {
   readonly #options: SessionOptions;
   readonly #byId = new Map<JsonRpcId, Exchange>();
   readonly #open = new Set<Exchange>();
-  #stream?: OpenStream;
-  readonly #backlog: JsonRpcMessage[] = [];
+  readonly #events = new EventLog();
+  readonly #stream: SessionStream;
+  /** The newest GET-stream event written to a connection: those after it wait for the next GET. */
+  #getWritten = 0;
   /** Legacy transport: requests not answered yet, failed with an error if the session ends. */
   readonly #legacyPending = new Set<JsonRpcId>();
   /** tools/call requests in flight: which tool, since when (for the audit line). */
@@ -87,20 +95,23 @@ export class McpSession implements SessionInfo {
     this.id = options.id;
     this.userSub = options.userSub;
     this.clientId = options.clientId;
+    this.#stream = new SessionStream({ keepaliveMs: options.keepaliveMs, streamMaxMs: options.streamMaxMs, onExpired: () => this.#expireStream() });
   }
 
   get ended(): boolean {
     return this.#ended;
   }
 
-  /** Resolves once no request of this session is waiting for its answer (shutdown drain). */
+  /** Resolves once no request of this session is waiting for its answer (shutdown drain); one the client cancelled isn't. */
   async drained(): Promise<void> {
-    while (this.#open.size) await Promise.race([...this.#open].map((e) => e.finished));
+    for (let waiting = [...this.#open].filter((e) => e.waiting); waiting.length; waiting = [...this.#open].filter((e) => e.waiting)) {
+      await Promise.race(waiting.map((e) => e.finished));
+    }
   }
 
   /** Busy sessions are never reaped as idle. */
   get busy(): boolean {
-    return this.#open.size > 0 || this.#stream !== undefined;
+    return this.#open.size > 0 || this.#stream.isOpen;
   }
 
   /** From the backend; `origin` when its transport tells which stream the message came on. */
@@ -142,14 +153,19 @@ export class McpSession implements SessionInfo {
     return open.length === 1 ? open[0] : undefined;
   }
 
-  /** A POST: notifications and responses are handed over (202); requests wait for their responses. */
-  async post(messages: readonly JsonRpcMessage[], batch: boolean, signal: AbortSignal, headers: Record<string, string>): Promise<Response> {
+  /**
+   * A POST: notifications and responses are handed over (202); requests wait for their
+   * responses. `resumable`: the client can come back for an answer whose connection broke off
+   * (false for a call without a session, which has no id to come back with).
+   */
+  async post(messages: readonly JsonRpcMessage[], batch: boolean, signal: AbortSignal, headers: Record<string, string>, options: { protocolVersion?: string; resumable?: boolean } = {}): Promise<Response> {
     this.lastActivity = Date.now();
     // Gone while we were getting ready (a call without a session waits for its server to start):
     // send nothing; an abort listener added now would never fire, and the call would run on.
     if (signal.aborted) return new Response(null, { status: 499 });
     const requests = messages.filter(isRequest);
     const refused = new Set(requests.filter((r) => this.#hidden(r) !== undefined));
+    this.#noteCancellations(messages);
     if (!requests.length) {
       try {
         for (const m of messages) await this.backend.send(m);
@@ -158,7 +174,8 @@ export class McpSession implements SessionInfo {
       }
       return new Response(null, { status: 202, headers });
     }
-    const exchange = new Exchange(requests, batch, headers);
+    const primed = (options.protocolVersion ?? this.protocolVersion) >= PRIMING_SINCE;
+    const exchange = new Exchange(requests, { batch, headers, events: this.#events, resumable: options.resumable ?? true, primeRetryMs: primed ? RECONNECT_MS : undefined });
     for (const r of requests) {
       if (refused.has(r)) continue;
       this.#byId.set(r.id!, exchange);
@@ -168,7 +185,11 @@ export class McpSession implements SessionInfo {
     // Never reaches the server: answered here, in the same exchange as the rest.
     for (const r of refused) exchange.deliver(this.#refuse(r));
     const timer = setTimeout(() => this.#expire(exchange), this.#options.requestTimeoutMs);
-    const onAbort = () => this.#abandon(exchange, 'the client disconnected');
+    // Not initialize: the route reads its JSON answer (the negotiated version), and a new server may take a while to start.
+    const streamSoon = primed && !requests.some((r) => r.method === 'initialize') ? setTimeout(() => exchange.streamNow(), STREAM_AFTER_MS) : undefined;
+    // A client that holds a place in the answer's stream may resume it: the calls go on (the
+    // spec: a disconnection is not a cancellation). One that can't will never see the answers.
+    const onAbort = () => exchange.resumable || this.#abandon(exchange, 'the client disconnected');
     signal.addEventListener('abort', onAbort, { once: true });
     void (async () => {
       for (const m of messages) {
@@ -191,6 +212,7 @@ export class McpSession implements SessionInfo {
     // The exchange stays registered while its stream is open; clean up when it ends.
     const cleanup = () => {
       clearTimeout(timer);
+      clearTimeout(streamSoon);
       signal.removeEventListener('abort', onAbort);
       this.#open.delete(exchange);
     };
@@ -219,36 +241,58 @@ export class McpSession implements SessionInfo {
     await this.backend.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
   }
 
-  /** GET: the stream for server messages not tied to a request. A new one replaces the old. */
-  openStream(signal: AbortSignal, headers: Record<string, string>): Response {
+  /**
+   * GET: the stream for server messages not tied to a request; a new one replaces the old. It
+   * starts with what the client missed: after its Last-Event-ID when it names a place in this
+   * stream, else whatever no connection has carried yet. With a Last-Event-ID of a POST's
+   * answer, it is that answer resumed instead (resumeAnswer).
+   */
+  openStream(signal: AbortSignal, headers: Record<string, string>, request: StreamRequest = {}): Response {
     this.lastActivity = Date.now();
-    this.#closeStream();
-    const stream = new ReadableStream<Uint8Array>({
+    let after = this.#getWritten;
+    if (request.lastEventId) {
+      const at = this.#events.position(request.lastEventId);
+      // As the SDK's server answers an event id it cannot place.
+      if (!at) return streamError(400, `Last-Event-ID ${request.lastEventId.slice(0, 100)} is not an event id of this gateway`, headers);
+      if (at.stream !== GET_STREAM) return this.#resumeAnswer(at.stream, at.seq, at.foreign, headers);
+      // An id of another instance's (or a restarted one's) log: the events it knew of are gone; what this one holds is new to the client.
+      if (!at.foreign) after = at.seq;
+      if (at.foreign || !this.#events.holdsAfter(at.seq)) this.#options.log.log('INFO', 'GET stream resumed after events no longer held: some are lost', { session: this.id, lastEventId: request.lastEventId });
+    }
+    const initial = this.#events.after(GET_STREAM, after);
+    // Nothing to replay: a priming event gives the client a place to resume from all the same.
+    if (!initial.length && (request.protocolVersion ?? this.protocolVersion) >= PRIMING_SINCE) initial.push(this.#events.prime(GET_STREAM, RECONNECT_MS));
+    this.#getWritten = this.#events.last;
+    return this.#stream.open(signal, headers, initial);
+  }
+
+  /**
+   * A POST's answer stream, resumed by a GET after event `seq`: what the client missed, then,
+   * while requests in it are still waiting, the rest as it comes. An answer this session never
+   * gave, or one whose events are gone, can't be resumed (400, as the SDK's server answers).
+   */
+  #resumeAnswer(stream: number, seq: number, foreign: boolean, headers: Record<string, string>): Response {
+    const sse = { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+    const live = foreign ? undefined : [...this.#open].find((e) => e.stream === stream && !e.done);
+    if (live) return new Response(live.resume(seq), { status: 200, headers: sse });
+    const missed = foreign || !this.#events.issued(stream) ? [] : this.#events.after(stream, seq);
+    if (!missed.length) return streamError(400, `the stream of event ${stream}.${seq} is over or no longer held here: nothing to resume`, headers);
+    const replay = new ReadableStream<Uint8Array>({
       start: (controller) => {
-        const keepalive = setInterval(() => controller.enqueue(KEEPALIVE), this.#options.keepaliveMs);
-        keepalive.unref();
-        const lifetime = setTimeout(() => this.#expireStream(mine), this.#options.streamMaxMs);
-        lifetime.unref();
-        this.#stream = { controller, keepalive, lifetime };
-        for (const m of this.#backlog.splice(0)) controller.enqueue(encodeEvent(JSON.stringify(m), { event: 'message' }));
+        for (const bytes of missed) controller.enqueue(bytes);
+        controller.close();
       },
-      cancel: () => this.#closeStream(mine),
     });
-    const mine = this.#stream;
-    // A client that went away before we got here never fires 'abort': the stream would hold
-    // the session busy (never reaped) forever.
-    if (signal.aborted) queueMicrotask(() => this.#closeStream(mine));
-    else signal.addEventListener('abort', () => this.#closeStream(mine), { once: true });
-    return new Response(stream, { status: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+    return new Response(replay, { status: 200, headers: sse });
   }
 
   /**
    * Legacy HTTP+SSE: the stream that carries everything, opened by an `endpoint` event naming
-   * where to POST. The session lives exactly as long as this stream.
+   * where to POST. The session lives exactly as long as this stream. Its events have no ids:
+   * the transport has no way to resume.
    */
   openLegacyStream(signal: AbortSignal, endpoint: string, headers: Record<string, string>): Response {
-    const response = this.openStream(signal, headers);
-    this.#stream!.controller.enqueue(encodeEvent(endpoint, { event: 'endpoint' }));
+    const response = this.#stream.open(signal, headers, [encodeEvent(endpoint, { event: 'endpoint' })]);
     if (signal.aborted) queueMicrotask(() => void this.end('the SSE client disconnected'));
     else signal.addEventListener('abort', () => void this.end('the SSE client disconnected'), { once: true });
     return response;
@@ -281,9 +325,21 @@ export class McpSession implements SessionInfo {
     this.#legacyPending.clear();
     for (const exchange of this.#open) exchange.end();
     this.#open.clear();
-    this.#closeStream(undefined, this.#streamExpired);
+    this.#stream.close(undefined, this.#streamExpired);
     this.#options.onEnd(this);
     await this.backend?.close();
+  }
+
+  /**
+   * The client's cancellations pass on to the server as they are; the requests they name are no
+   * longer waited for. A server should not answer them, and the client would ignore it if it did.
+   */
+  #noteCancellations(messages: readonly JsonRpcMessage[]): void {
+    for (const m of messages) {
+      if (m.method !== 'notifications/cancelled') continue;
+      const id = (m.params as { requestId?: JsonRpcId } | undefined)?.requestId;
+      if (id !== undefined) this.#byId.get(id)?.cancelled.add(id);
+    }
   }
 
   /** The tool a tools/call names when the route's policy hides it; undefined for any other request. */
@@ -322,36 +378,22 @@ export class McpSession implements SessionInfo {
     this.#options.onToolCall?.({ tool: call.tool, durationMs: Math.round((performance.now() - call.started) * 10) / 10, outcome: response.error ? 'error' : isError ? 'tool_error' : 'ok' });
   }
 
+  /** To the session's own stream: kept in the event log for a GET that comes later or resumes; legacy streams have no ids and keep nothing. */
   #toStream(message: JsonRpcMessage): void {
-    if (this.#stream) return this.#stream.controller.enqueue(encodeEvent(JSON.stringify(message), { event: 'message' }));
-    this.#backlog.push(message);
-    if (this.#backlog.length > BACKLOG_MAX) this.#backlog.shift();
+    if (this.#options.legacy) return void this.#stream.write(encodeEvent(JSON.stringify(message), { event: 'message' }));
+    const bytes = this.#events.append(GET_STREAM, JSON.stringify(message));
+    if (this.#stream.write(bytes)) this.#getWritten = this.#events.last;
   }
 
   /**
    * The stream's lifetime is up. Everything sent so far has been written; what the server sends
-   * next waits in the backlog for the client's next GET. A legacy session lives only as long as
-   * its stream, so it ends (its pending requests are answered on the stream first).
+   * next waits in the event log for the client's next GET. A legacy session lives only as long
+   * as its stream, so it ends (its pending requests are answered on the stream first).
    */
-  #expireStream(which: OpenStream | undefined): void {
-    if (!this.#stream || which !== this.#stream) return;
-    if (!this.#options.legacy) return this.#closeStream(which, true);
+  #expireStream(): void {
+    if (!this.#options.legacy) return this.#stream.close(undefined, true);
     this.#streamExpired = true;
     void this.end(`the stream reached its lifetime (server.stream_timeout): reconnect`);
-  }
-
-  /** Closes the current stream; given one, only if it is still the current one (a replaced stream's late abort must not close its successor). */
-  #closeStream(which?: OpenStream, retryHint = false): void {
-    if (!this.#stream || (which !== undefined && which !== this.#stream)) return;
-    clearInterval(this.#stream.keepalive);
-    clearTimeout(this.#stream.lifetime);
-    try {
-      if (retryHint) this.#stream.controller.enqueue(RETRY_HINT);
-      this.#stream.controller.close();
-    } catch {
-      // Already closed by the client.
-    }
-    this.#stream = undefined;
   }
 
   /** The route timeout passed: the client gets an error, the server a cancellation. */
@@ -383,4 +425,8 @@ export class McpSession implements SessionInfo {
 function backendFailure(err: unknown, id: JsonRpcId | undefined, headers: Record<string, string>): Response {
   const status = err instanceof BackendError ? err.status : 502;
   return new Response(JSON.stringify(errorResponse(id, ErrorCode.BackendFailed, (err as Error).message)), { status, headers: { ...headers, 'content-type': 'application/json' } });
+}
+
+function streamError(status: number, message: string, headers: Record<string, string>): Response {
+  return new Response(JSON.stringify(errorResponse(undefined, ErrorCode.InvalidRequest, message)), { status, headers: { ...headers, 'content-type': 'application/json' } });
 }

@@ -138,7 +138,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       const session = openSession(claims);
       session.initializeParams = initialize.params;
       log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id });
-      const response = await session.post(valid, false, req.signal, { ...cors, 'mcp-session-id': session.id });
+      const requested = (initialize.params as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+      const response = await session.post(valid, false, req.signal, { ...cors, 'mcp-session-id': session.id }, { protocolVersion: typeof requested === 'string' ? requested : protocolVersion });
       const body = response.headers.get('content-type')?.includes('json') ? ((await response.clone().json()) as JsonRpcMessage) : undefined;
       const version = (body?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
       if (typeof version === 'string') session.protocolVersion = version;
@@ -155,7 +156,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     const session = await sessionFor(sessionId, claims);
     if (!session) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
     touch(session);
-    return session.post(valid, batch, req.signal, { ...cors, 'mcp-session-id': session.id });
+    return session.post(valid, batch, req.signal, { ...cors, 'mcp-session-id': session.id }, { protocolVersion });
   };
 
   /**
@@ -174,7 +175,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       await session.end('could not start a session for a call without one');
       return rpcError(502, ErrorCode.BackendFailed, (err as Error).message, cors, messages.find(isRequest)?.id);
     }
-    const response = await session.post(messages, batch, signal, cors);
+    const response = await session.post(messages, batch, signal, cors, { protocolVersion, resumable: false });
     if (!response.body || (response.headers.get('content-type') ?? '').includes('json')) {
       const body = await response.arrayBuffer();
       await session.end('call without a session answered');
@@ -256,7 +257,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
         if (!(req.headers.get('accept') ?? '').includes('text/event-stream')) return rpcError(406, ErrorCode.InvalidRequest, 'Accept must include text/event-stream', cors);
         const session = await sessionFor(req.headers.get('mcp-session-id'), claims);
         if (!session) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: initialize again', cors);
-        return session.openStream(req.signal, { ...cors, 'mcp-session-id': session.id });
+        return session.openStream(req.signal, { ...cors, 'mcp-session-id': session.id }, { protocolVersion, lastEventId: req.headers.get('last-event-id') });
       }
       case 'DELETE': {
         const id = req.headers.get('mcp-session-id');

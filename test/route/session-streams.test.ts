@@ -3,7 +3,8 @@ import { silentLogger } from '../../lib/log.ts';
 import { McpSession } from '../../lib/mcp/session.ts';
 
 // The bookkeeping of a session's GET stream, which decides whether an idle session may be
-// reaped: a stream whose client left must never keep a session busy.
+// reaped: a stream whose client left must never keep a session busy. And what its events
+// look like: ids on the GET stream (it can be resumed), none on the legacy one.
 
 function session(legacy = false) {
   const ended: string[] = [];
@@ -29,6 +30,26 @@ describe('session streams', () => {
     s.openLegacyStream(gone.signal, '/demo/message?session=s1', {});
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(ended).toEqual(['ended']);
+  });
+
+  it('gives every GET-stream event an id, and the legacy stream (which cannot resume) none', async () => {
+    const note = { jsonrpc: '2.0' as const, method: 'notifications/message', params: { level: 'info', data: 'hello' } };
+    const firstChunks = async (res: Response, count: number) => {
+      const reader = res.body!.getReader();
+      let text = '';
+      for (let i = 0; i < count; i++) text += new TextDecoder().decode((await reader.read()).value);
+      await reader.cancel();
+      return text;
+    };
+    const { s } = session();
+    const get = s.openStream(new AbortController().signal, {}, { protocolVersion: '2025-11-25' });
+    s.receive(note);
+    // A priming event (an id, empty data), then the message with the next id.
+    expect(await firstChunks(get, 2)).toMatch(/^id: (\S+)\.0\.1\nretry: 1000\ndata: \n\nevent: message\nid: \1\.0\.2\ndata: \{/);
+    const { s: legacy } = session(true);
+    const stream = legacy.openLegacyStream(new AbortController().signal, '/demo/message?session=s1', {});
+    legacy.receive(note);
+    expect(await firstChunks(stream, 2)).toBe(`event: endpoint\ndata: /demo/message?session=s1\n\nevent: message\ndata: ${JSON.stringify(note)}\n\n`);
   });
 
   it("a replaced stream's late abort does not close the stream that replaced it", async () => {
