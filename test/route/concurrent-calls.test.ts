@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevBackend, type DevBackend } from '../../cli/dev-backend.ts';
-import type { HttpRouteConfig } from '../../lib/config/config.ts';
 import { isRequest, isResponse, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { Client, CreateMessageRequestSchema, LoggingMessageNotificationSchema, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { readEvents } from '../../lib/mcp/sse.ts';
-import { silentLogger } from '../../lib/log.ts';
-import { startRoute, until, type RouteHarness } from '../support/route-harness.ts';
+import { startFixtureRoute, until, type RouteHarness } from '../support/route-harness.ts';
 
 // Calls running side by side on one session, through both route kinds, with the SDK's own
 // client: each call logs, reports progress and asks the client for a completion, and each gets
@@ -59,16 +56,11 @@ describe.each([
   { kind: 'stdio', http: false },
   { kind: 'http', http: true },
 ])('calls side by side through a $kind route', ({ http }) => {
-  let backend: DevBackend | undefined;
   let route: RouteHarness;
   beforeAll(async () => {
-    if (http) backend = await startDevBackend({ path: '/streams', devBackend: { command: ['node', FIXTURE, '--http'], path: '/mcp' } } as unknown as HttpRouteConfig, silentLogger);
-    route = await startRoute(http ? `    path: /streams-http\n    type: http\n    backend: ${backend!.url}\n    timeout: 20s` : `    path: /streams\n    type: stdio\n    command: [node, ${FIXTURE}]\n    timeout: 20s`);
+    route = await startFixtureRoute(FIXTURE, http ? 'http' : 'stdio', '/streams');
   });
-  afterAll(async () => {
-    await route?.close();
-    await backend?.stop();
-  });
+  afterAll(async () => route?.close());
 
   const connect = async (seen: Seen[] = []) => {
     const client = new Client({ name: 'concurrency-test', version: '1' }, { capabilities: { sampling: {} } });

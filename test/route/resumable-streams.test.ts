@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevBackend, type DevBackend } from '../../cli/dev-backend.ts';
-import type { HttpRouteConfig } from '../../lib/config/config.ts';
 import { EVENT_LOG_MAX_BYTES, EVENT_LOG_MAX_EVENTS, EventLog, GET_STREAM } from '../../lib/mcp/event-log.ts';
 import { Client, LoggingMessageNotificationSchema, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { readEvents, type SseEvent } from '../../lib/mcp/sse.ts';
-import { silentLogger } from '../../lib/log.ts';
-import { startRoute, until, type RouteHarness } from '../support/route-harness.ts';
+import { startFixtureRoute, until, type RouteHarness } from '../support/route-harness.ts';
 
 // Streams toward the client can be resumed (Streamable HTTP, "Resumability and Redelivery"):
 // every event of a session's GET stream and of a POST's answer stream has an id, and a GET
@@ -42,16 +39,11 @@ describe.each([
   { kind: 'stdio', http: false },
   { kind: 'http', http: true },
 ])('resumable streams through a $kind route', ({ http }) => {
-  let backend: DevBackend | undefined;
   let route: RouteHarness;
   beforeAll(async () => {
-    if (http) backend = await startDevBackend({ path: '/streams', devBackend: { command: ['node', FIXTURE, '--http'], path: '/mcp' } } as unknown as HttpRouteConfig, silentLogger);
-    route = await startRoute(http ? `    path: /streams-http\n    type: http\n    backend: ${backend!.url}\n    timeout: 20s` : `    path: /streams\n    type: stdio\n    command: [node, ${FIXTURE}]\n    timeout: 20s`);
+    route = await startFixtureRoute(FIXTURE, http ? 'http' : 'stdio', '/streams');
   });
-  afterAll(async () => {
-    await route?.close();
-    await backend?.stop();
-  });
+  afterAll(async () => route?.close());
 
   /** A session over raw HTTP: the ids and the connections are what these tests are about. */
   async function rawSession() {

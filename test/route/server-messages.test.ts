@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevBackend, type DevBackend } from '../../cli/dev-backend.ts';
-import type { HttpRouteConfig } from '../../lib/config/config.ts';
 import type { JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { ResourceUpdatedNotificationSchema } from '../../lib/mcp/sdk.ts';
 import { readEvents } from '../../lib/mcp/sse.ts';
-import { silentLogger } from '../../lib/log.ts';
-import { startRoute, until, type RouteHarness } from '../support/route-harness.ts';
+import { startFixtureRoute, until, type RouteHarness } from '../support/route-harness.ts';
 
 // Messages the server sends on its own (logs, progress, resource updates) reach the client on
 // the right stream: a call's on that call's stream (or, when the gateway cannot tell which call
@@ -54,16 +51,11 @@ describe.each([
   { kind: 'stdio', http: false },
   { kind: 'http', http: true },
 ])('server messages through a $kind route', ({ http }) => {
-  let backend: DevBackend | undefined;
   let route: RouteHarness;
   beforeAll(async () => {
-    if (http) backend = await startDevBackend({ path: '/conf', devBackend: { command: ['node', FIXTURE, '--http'], path: '/mcp' } } as unknown as HttpRouteConfig, silentLogger);
-    route = await startRoute(http ? `    path: /conf-http\n    type: http\n    backend: ${backend!.url}\n    timeout: 20s` : `    path: /conf\n    type: stdio\n    command: [node, ${FIXTURE}]\n    timeout: 20s`);
+    route = await startFixtureRoute(FIXTURE, http ? 'http' : 'stdio', '/conf');
   });
-  afterAll(async () => {
-    await route?.close();
-    await backend?.stop();
-  });
+  afterAll(async () => route?.close());
 
   it('answers a GET at once, before the server has anything to send on it', async () => {
     const session = await rawSession(route, AbortSignal.timeout(5000));

@@ -1,6 +1,6 @@
 import { systemClock } from '../../lib/clock.ts';
 import { parseConfig } from '../../lib/config/load.ts';
-import type { Config, RouteConfig } from '../../lib/config/config.ts';
+import type { Config, HttpRouteConfig, RouteConfig } from '../../lib/config/config.ts';
 import { serveHandler, type RunningServer } from '../../lib/http/node-server.ts';
 import { silentLogger, type Logger } from '../../lib/log.ts';
 import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
@@ -86,4 +86,26 @@ export async function until(condition: () => boolean, timeoutMs = 10_000): Promi
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   return condition();
+}
+
+/**
+ * A fixture MCP server behind a route of either kind: a stdio child per session, or the
+ * fixture's `--http` form (one server, started here) behind an http route at `path`-http.
+ * Closing the route also stops that server.
+ */
+export async function startFixtureRoute(fixture: string, kind: 'stdio' | 'http', path: string): Promise<RouteHarness> {
+  if (kind === 'stdio') return startRoute(`    path: ${path}\n    type: stdio\n    command: [node, ${fixture}]\n    timeout: 20s`);
+  const { startDevBackend } = await import('../../cli/dev-backend.ts');
+  const backend = await startDevBackend({ path, devBackend: { command: ['node', fixture, '--http'], path: '/mcp' } } as unknown as HttpRouteConfig, silentLogger);
+  const route = await startRoute(`    path: ${path}-http\n    type: http\n    backend: ${backend.url}\n    timeout: 20s`).catch(async (err: unknown) => {
+    await backend.stop();
+    throw err;
+  });
+  return {
+    ...route,
+    async close() {
+      await route.close();
+      await backend.stop();
+    },
+  };
 }
