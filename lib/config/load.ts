@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
+import { namesItsContainer } from '../mcp/session-container.ts';
 import { configSchema } from './schema.ts';
 import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig } from './config.ts';
 
@@ -104,6 +105,9 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     seen.add(r.path);
     // Only GitHub's API can prove an org membership: with another provider the list would lock everyone out.
     if (r.access?.github_orgs.length && c.oauth.provider !== 'github') throw new ConfigError(`${source}: routes[${i}].access.github_orgs: only provider "github" can prove an organisation membership`);
+    if (r.type === 'stdio' && r.command && namesItsContainer(r.command)) {
+      throw new ConfigError(`${source}: routes[${i}].command: drop --name: every session runs its own container, which mcp-front names (mcp-front-<session>) so it can remove it when the session ends`);
+    }
     if (r.type === 'http' && r.dev_backend && !isLoopbackHost(issuerHost)) {
       throw new ConfigError(`${source}: routes[${i}].dev_backend: only allowed when the issuer is on loopback`);
     }

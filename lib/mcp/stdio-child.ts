@@ -1,11 +1,13 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Logger } from '../log.ts';
 import { BackendError, type Backend, type BackendEvents } from './backend.ts';
 import { asMessage, LineFramer, type JsonRpcMessage } from './jsonrpc.ts';
+import { sessionContainer } from './session-container.ts';
 
 // One stdio MCP server process per session. It leads its own process group, so ending the
 // session ends everything it started (a server that forks a helper leaves no orphan), and it
-// sees only the environment its route declares.
+// sees only the environment its route declares. A `docker run` command's container is outside
+// that group: it gets a name per session and is removed by name when the session ends.
 
 export interface StdioChildOptions {
   readonly command: readonly string[];
@@ -15,8 +17,12 @@ export interface StdioChildOptions {
   /** Set by the gateway over everything else: the session's user (MCP_FRONT_USER_EMAIL, MCP_FRONT_USER_SUB). */
   readonly gatewayEnvironment?: Readonly<Record<string, string>>;
   readonly cwd?: string;
+  /** The MCP session this child serves: names its container when the command is `docker run`. */
+  readonly sessionId: string;
   /** SIGTERM first; SIGKILL to the whole group after this. */
   readonly killGraceMs?: number;
+  /** How long `docker rm -f` may take at the session's end before it is given up on. */
+  readonly containerRemoveTimeoutMs?: number;
   readonly log: Logger;
 }
 
@@ -33,15 +39,17 @@ export function childEnvironment(options: Pick<StdioChildOptions, 'environment' 
 }
 
 export function startStdioChild(options: StdioChildOptions, events: BackendEvents): Backend {
-  const [program, ...args] = options.command;
+  const container = sessionContainer(options.command, options.sessionId);
+  const [program, ...args] = container?.command ?? options.command;
   if (!program) throw new BackendError('the route has no command to run', { status: 500 });
+  const env = childEnvironment(options);
   const child: ChildProcessWithoutNullStreams = spawn(program, args, {
-    env: childEnvironment(options),
+    env,
     cwd: options.cwd,
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
   });
-  const log = options.log.child({ pid: child.pid });
+  const log = options.log.child({ pid: child.pid, ...(container ? { container: container.name } : {}) });
   const graceMs = options.killGraceMs ?? 3000;
   let exited = false;
   let closing = false;
@@ -116,6 +124,19 @@ export function startStdioChild(options: StdioChildOptions, events: BackendEvent
       }
       // The leader is reaped; anything it left in its group goes too.
       signalGroup('SIGKILL');
+      if (container) await removeContainer(container.removeCommand, { env, cwd: options.cwd, timeoutMs: options.containerRemoveTimeoutMs ?? 10_000, log });
     },
   };
+}
+
+/** Runs `<engine> rm -f <name>`: bounded, and a failure is logged, never thrown, so the session still ends. */
+function removeContainer(command: readonly string[], options: { env: Record<string, string>; cwd?: string; timeoutMs: number; log: Logger }): Promise<void> {
+  const [program, ...args] = command as [string, ...string[]];
+  return new Promise((resolve) => {
+    execFile(program, args, { env: options.env, cwd: options.cwd, timeout: options.timeoutMs, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
+      // `--rm` may have removed it already, or be removing it: either way the goal is reached.
+      if (err && !/no such container|already in progress/i.test(stderr)) options.log.warn('could not remove the session\'s container', { command: command.join(' '), error: err.message, stderr: stderr.slice(0, STDERR_LINE_MAX) });
+      resolve();
+    });
+  });
 }

@@ -58,7 +58,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     const backendLog = log.child({ session: session.id });
     if (route.type === 'stdio') {
       const gatewayEnvironment = { MCP_FRONT_USER_SUB: user.sub, MCP_FRONT_USER_EMAIL: user.email ?? '' };
-      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, gatewayEnvironment, log: backendLog }, events);
+      return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, gatewayEnvironment, sessionId: session.id, log: backendLog }, events);
     }
     const identityHeaders = assertionKey
       ? sessionAssertions(assertionKey, deps.clock, { issuer: deps.config.oauth.issuer, sub: user.sub, email: user.email ?? '', audience: route.backend!, route: route.path })
