@@ -15,6 +15,8 @@ export interface SessionInfo {
   readonly id: string;
   readonly userSub: string;
   readonly clientId: string;
+  /** The version of the user's own credential the backend was started with (routes[].user_credential). */
+  readonly credentialVersion?: string;
 }
 
 export interface SessionOptions extends SessionInfo {
@@ -61,6 +63,7 @@ export class McpSession implements SessionInfo {
   readonly id: string;
   readonly userSub: string;
   readonly clientId: string;
+  readonly credentialVersion?: string;
   protocolVersion = '2025-03-26';
   initializeParams: unknown;
   lastActivity = Date.now();
@@ -87,6 +90,7 @@ export class McpSession implements SessionInfo {
     this.id = options.id;
     this.userSub = options.userSub;
     this.clientId = options.clientId;
+    if (options.credentialVersion !== undefined) this.credentialVersion = options.credentialVersion;
   }
 
   get ended(): boolean {
