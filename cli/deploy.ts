@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../lib/config/config.ts';
 import { generateSigningJwk } from '../lib/tokens/keys.ts';
+import { generateCredentialKey } from '../lib/tokens/credential-keys.ts';
 import { buildDeployPlan, type DeployPlan, type PlanStep } from '../infra/plan.ts';
 import { commandLine, renderPlan } from '../infra/render.ts';
 import { stageContext } from '../infra/stage.ts';
@@ -74,6 +75,7 @@ export async function applyDeploy(options: DeployOptions): Promise<{ ran: number
 async function stdinFor(step: PlanStep, env: DeployOptions['env']): Promise<string | undefined> {
   if (!step.stdin) return undefined;
   if (step.stdin.kind === 'new-signing-key') return JSON.stringify(await generateSigningJwk());
+  if (step.stdin.kind === 'new-credential-key') return generateCredentialKey();
   const value = env[step.stdin.variable];
   if (!value) throw new DeployError(`step "${step.title}" needs $${step.stdin.variable} set to the secret's value`);
   return value;

@@ -193,11 +193,53 @@ program
   .action(async (options: { config: string; user?: string; client?: string }) => {
     if (!options.user === !options.client) throw new InvalidArgumentError('give exactly one of --user or --client');
     const config = loadConfig(options.config);
-    const [{ openStore }, { revokeUser, revokeClient }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/grants.ts'), import('../lib/clock.ts')]);
+    const [{ openStore }, { revokeUser, revokeClient }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/revocation.ts'), import('../lib/clock.ts')]);
     const store = await openStore(config.oauth, systemClock);
     try {
       const count = options.user ? await revokeUser(store, systemClock, options.user) : await revokeClient(store, systemClock, options.client!);
       process.stdout.write(`revoked ${count} grant${count === 1 ? '' : 's'} of ${options.user ?? `client ${options.client}`}; access tokens already issued expire within ${config.oauth.tokenTtl / 1000} s\n`);
+    } finally {
+      await store.close();
+    }
+  });
+
+const grants = program.command('grants').description('the grants users gave clients (one per connection), in the store the config names');
+grants
+  .command('list')
+  .description('live grants: user, client, routes, when given and last used')
+  .requiredOption('-c, --config <file>', 'YAML config (names the store)')
+  .option('--user <email>', 'only this user\'s')
+  .action(async (options: { config: string; user?: string }) => {
+    const config = loadConfig(options.config);
+    const [{ openStore }, { listGrants, renderGrants }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('./grants.ts'), import('../lib/clock.ts')]);
+    const store = await openStore(config.oauth, systemClock);
+    try {
+      process.stdout.write(`${renderGrants(await listGrants(store, systemClock, config, options.user))}\n`);
+    } finally {
+      await store.close();
+    }
+  });
+
+program
+  .command('credentials')
+  .description('users\' own credentials for routes (routes[].user_credential)')
+  .command('delete')
+  .description('delete a user\'s credential for a route: their clients get no new token for it until they give one again')
+  .requiredOption('-c, --config <file>', 'YAML config (names the store)')
+  .requiredOption('--user <email>', 'the user')
+  .requiredOption('--route <path>', 'the route, e.g. /notion')
+  .action(async (options: { config: string; user: string; route: string }) => {
+    const config = loadConfig(options.config);
+    if (!config.routes.some((r) => r.path === options.route)) throw new InvalidArgumentError(`${options.config} has no route ${options.route}`);
+    const [{ openStore }, { deleteUserCredentialsByEmail }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/user-credentials.ts'), import('../lib/clock.ts')]);
+    const store = await openStore(config.oauth, systemClock);
+    try {
+      const count = await deleteUserCredentialsByEmail(store, options.user, options.route);
+      process.stdout.write(
+        count
+          ? `deleted ${options.user}'s credential for ${options.route}; sessions running with it end when their client refreshes (within ${config.oauth.tokenTtl / 1000} s), and no new token for ${options.route} is issued until they give one again\n`
+          : `${options.user} has no credential stored for ${options.route}\n`,
+      );
     } finally {
       await store.close();
     }
@@ -225,7 +267,13 @@ program
   .command('keygen')
   .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
   .option('--rotate', 'read the current secret value on stdin; print a key set with a new signing key first and the current one kept for the tokens it signed')
-  .action(async (options: { rotate?: boolean }) => {
+  .option('--credential-key', 'print a new 256-bit key instead (mcp-front-sealing-key, mcp-front-credential-key-<route>)')
+  .action(async (options: { rotate?: boolean; credentialKey?: boolean }) => {
+    if (options.credentialKey) {
+      const { generateCredentialKey } = await import('../lib/tokens/credential-keys.ts');
+      process.stdout.write(`${generateCredentialKey()}\n`);
+      return;
+    }
     const value = options.rotate ? await rotatedSigningKeys(await readStdin()) : await generateSigningJwk();
     process.stdout.write(`${JSON.stringify(value)}\n`);
   });

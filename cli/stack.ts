@@ -1,5 +1,6 @@
 import type { Config, HttpRouteConfig, RouteConfig } from '../lib/config/config.ts';
-import { needsAssertionKey, routeResources } from '../lib/config/config.ts';
+import { credentialRoutes, needsAssertionKey, routeResources } from '../lib/config/config.ts';
+import { loadCredentialKeys } from '../lib/tokens/credential-keys.ts';
 import { ConfigError } from '../lib/config/load.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
@@ -48,7 +49,8 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     const assertion = needsAssertionKey(config) ? await loadAssertionKeys(store, clock, { fromEnv: process.env.MCP_FRONT_ASSERTION_KEY }) : undefined;
     const keys = assertion ? { ...accessKeys, assertion } : accessKeys;
     const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: [...keys.published], clock });
-    const oauth = createOAuthApp({ config, store, keys, clock, log });
+    const credentialKeys = credentialRoutes(config).length ? await loadCredentialKeys(store, clock, config.routes, process.env) : undefined;
+    const oauth = createOAuthApp({ config, store, keys, clock, log, credentialKeys });
 
     const devBackends: DevBackend[] = [];
     cleanups.push(async () => void (await Promise.all(devBackends.map((b) => b.stop()))));
@@ -63,7 +65,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     // As deployed: on Firestore the routes keep their sessions in a database of their own.
     const sessionStore = options.store || config.oauth.storage === 'sqlite' ? store : await openSessionStore(config.oauth, clock);
     if (sessionStore !== store) cleanups.push(() => sessionStore.close());
-    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }), assertionKey: assertion?.current })]));
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }), assertionKey: assertion?.current, credentialKey: credentialKeys?.routes.get(route.path) })]));
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });

@@ -6,7 +6,8 @@ import type { Handler } from '../lib/http/types.ts';
 import { createLogger } from '../lib/log.ts';
 import { openStore } from '../lib/store/open.ts';
 import { loadAssertionKeys, loadKeySet } from '../lib/tokens/keys.ts';
-import { needsAssertionKey } from '../lib/config/config.ts';
+import { credentialRoutes, needsAssertionKey } from '../lib/config/config.ts';
+import { loadCredentialKeys } from '../lib/tokens/credential-keys.ts';
 import { createOAuthApp } from './oauth/app.ts';
 import { toWebRequest, writeWebResponse } from './express-adapter.ts';
 import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
@@ -27,7 +28,9 @@ async function build(): Promise<{ handler: Handler; trustedProxies: number }> {
   // Only its public half is used here: published in /jwks.json for the backends that verify assertions.
   const assertion = needsAssertionKey(config) ? await loadAssertionKeys(store, systemClock, { fromEnv: process.env.MCP_FRONT_ASSERTION_KEY }) : undefined;
   const keys = assertion ? { ...accessKeys, assertion } : accessKeys;
-  return { handler: createOAuthApp({ config, store, keys, clock: systemClock, log }), trustedProxies: config.server.trustedProxies };
+  // Users' own credentials: the sealing key (MCP_FRONT_SEALING_KEY) and each credential route's key.
+  const credentialKeys = credentialRoutes(config).length ? await loadCredentialKeys(store, systemClock, config.routes, process.env) : undefined;
+  return { handler: createOAuthApp({ config, store, keys, clock: systemClock, log, credentialKeys }), trustedProxies: config.server.trustedProxies };
 }
 
 /** The function body, shared with the Firebase emulator wrapper (functions/firebase/index.ts). */

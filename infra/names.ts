@@ -20,6 +20,14 @@ export const SERVICE_TIMEOUT_S = 3600;
 export const SIGNING_KEY_SECRET = 'mcp-front-signing-key';
 /** The identity-assertion key (lib/tokens/keys.ts): read by the oauth function (to publish it) and the http routes with `identity: assertion`, nothing else. */
 export const ASSERTION_KEY_SECRET = 'mcp-front-assertion-key';
+/** Seals users' own credentials at rest (lib/tokens/credential-keys.ts): the oauth function alone reads it. */
+export const SEALING_KEY_SECRET = 'mcp-front-sealing-key';
+
+/** A credential route's own key: the oauth function (which seals for it) and that route read it, nothing else. */
+export function credentialKeySecret(route: Pick<RouteConfig, 'name'>): string {
+  return `mcp-front-credential-key-${route.name}`;
+}
+
 export const LB = {
   address: 'mcp-front-ip',
   urlMap: 'mcp-front-url-map',

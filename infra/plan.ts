@@ -1,9 +1,10 @@
-import { needsAssertionKey, type Config, type RouteConfig } from '../lib/config/config.ts';
+import { credentialRoutes, needsAssertionKey, type Config, type RouteConfig } from '../lib/config/config.ts';
+import { routeKeyVariable, SEALING_KEY_VARIABLE } from '../lib/tokens/credential-keys.ts';
 import { buildUrlMap } from '../lib/urlmap.ts';
 import { routeImage } from './image.ts';
 import {
   accountResource, backendServiceName, buildAccount, BUILD_ACCOUNT_ID, checkDeployable, FUNCTION_NAME, FUNCTION_TARGET, imageName, LB, negName, routeMemory,
-  ASSERTION_KEY_SECRET, SERVICE_TIMEOUT_S, serviceAccount, serviceName, SIGNING_KEY_SECRET,
+  ASSERTION_KEY_SECRET, credentialKeySecret, SEALING_KEY_SECRET, SERVICE_TIMEOUT_S, serviceAccount, serviceName, SIGNING_KEY_SECRET,
 } from './names.ts';
 import { renderServiceConfig, type ServiceConfig } from './service-config.ts';
 import { GCLOUDIGNORE, stagedPackageJson, type StagedContext } from './stage.ts';
@@ -25,7 +26,7 @@ export interface PlanStep {
   readonly checkOutputContains?: string;
   readonly command: readonly string[];
   /** What to feed the command's stdin: a value the plan must never print. */
-  readonly stdin?: { readonly kind: 'new-signing-key' } | { readonly kind: 'secret-from-env'; readonly variable: string };
+  readonly stdin?: { readonly kind: 'new-signing-key' } | { readonly kind: 'new-credential-key' } | { readonly kind: 'secret-from-env'; readonly variable: string };
   /** Runs again on every apply even though `check` passes, with --update-secrets: a new version of an existing secret. */
   readonly update?: readonly string[];
 }
@@ -142,15 +143,25 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
   // route sends assertions (a key of its own: a route holding the signing key could mint access
   // tokens for every route), and each secret the config names.
   // Created once; `deploy --apply --update-secrets` adds a new version from the environment.
+  // Users' own credentials (routes[].user_credential): a sealing key for the stored ones, which
+  // only the authorization server reads, and one key per credential route, which the
+  // authorization server seals that route's tokens' credentials with and that route alone opens.
   const assertions = needsAssertionKey(config);
-  const secretNames = new Map<string, { variable?: string }>([[SIGNING_KEY_SECRET, {}], ...(assertions ? [[ASSERTION_KEY_SECRET, {}] as const] : []), ...Object.entries(config.deploy.secrets).map(([variable, name]) => [name, { variable }] as const)]);
-  for (const [name, { variable }] of secretNames) {
+  const credentials = credentialRoutes(config);
+  type Generated = { variable?: string; symmetric?: boolean };
+  const secretNames = new Map<string, Generated>([
+    [SIGNING_KEY_SECRET, {}],
+    ...(assertions ? [[ASSERTION_KEY_SECRET, {}] as const] : []),
+    ...(credentials.length ? [[SEALING_KEY_SECRET, { symmetric: true }] as const, ...credentials.map((r) => [credentialKeySecret(r), { symmetric: true }] as const)] : []),
+    ...Object.entries(config.deploy.secrets).map(([variable, name]) => [name, { variable }] as const),
+  ]);
+  for (const [name, { variable, symmetric }] of secretNames) {
     add({
-      title: `Create secret ${name}${variable ? ` from $${variable}` : ' with a new ES256 signing key'}`,
+      title: `Create secret ${name}${variable ? ` from $${variable}` : symmetric ? ' with a new 256-bit key' : ' with a new ES256 signing key'}`,
       check: ['gcloud', 'secrets', 'describe', name, ...p],
       command: ['gcloud', 'secrets', 'create', name, '--replication-policy=automatic', '--data-file=-', ...p],
       ...(variable ? { update: ['gcloud', 'secrets', 'versions', 'add', name, '--data-file=-', ...p] } : {}),
-      stdin: variable ? { kind: 'secret-from-env', variable } : { kind: 'new-signing-key' },
+      stdin: variable ? { kind: 'secret-from-env', variable } : symmetric ? { kind: 'new-credential-key' } : { kind: 'new-signing-key' },
     });
   }
 
@@ -161,7 +172,10 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
     copy: FUNCTION_SOURCES,
     files: { '.gcloudignore': GCLOUDIGNORE, 'package.json': stagedPackageJson(packageJson, 'functions/index.ts'), 'config.yaml': oauthConfig.yaml },
   };
-  const oauthSecrets = { ...oauthConfig.secrets, MCP_FRONT_SIGNING_KEY: SIGNING_KEY_SECRET, ...(assertions ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}) };
+  const oauthSecrets = {
+    ...oauthConfig.secrets, MCP_FRONT_SIGNING_KEY: SIGNING_KEY_SECRET, ...(assertions ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}),
+    ...(credentials.length ? { [SEALING_KEY_VARIABLE]: SEALING_KEY_SECRET, ...Object.fromEntries(credentials.map((r) => [routeKeyVariable(r), credentialKeySecret(r)])) } : {}),
+  };
   grantSecrets(add, project, serviceAccount(project, 'oauth'), oauthSecrets);
   add({
     title: `Deploy the authorization server (Cloud Run function ${FUNCTION_NAME})`,
@@ -196,7 +210,10 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
     if (route.type === 'stdio' && route.image && !route.image.includes('@sha256:')) {
       warnings.push(`${route.path}: image ${route.image} is a tag, not a digest: each build may get a different server. Pin it as ${route.image.split(':')[0]}@sha256:…`);
     }
-    const routeSecrets = { ...rendered.secrets, ...(route.type === 'http' && route.identity === 'assertion' ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}) };
+    const routeSecrets = {
+      ...rendered.secrets, ...(route.type === 'http' && route.identity === 'assertion' ? { MCP_FRONT_ASSERTION_KEY: ASSERTION_KEY_SECRET } : {}),
+      ...(route.userCredential ? { [routeKeyVariable(route)]: credentialKeySecret(route) } : {}),
+    };
     grantSecrets(add, project, serviceAccount(project, route), routeSecrets);
     add({
       title: `Build the image of ${route.path} (${route.type === 'stdio' ? (route.image ?? 'bundled command') : 'http proxy'} + bridge)`,

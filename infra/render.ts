@@ -13,7 +13,7 @@ export function shellQuote(arg: string): string {
 export function commandLine(step: Pick<PlanStep, 'command' | 'stdin'>): string {
   const command = step.command.map(shellQuote).join(' ');
   if (!step.stdin) return command;
-  const source = step.stdin.kind === 'new-signing-key' ? 'mcp-front keygen' : `printf %s "$${step.stdin.variable}"`;
+  const source = step.stdin.kind === 'new-signing-key' ? 'mcp-front keygen' : step.stdin.kind === 'new-credential-key' ? 'mcp-front keygen --credential-key' : `printf %s "$${step.stdin.variable}"`;
   return `${source} | ${command}`;
 }
 

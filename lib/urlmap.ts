@@ -12,6 +12,7 @@ export const OAUTH_PATHS = [
   '/revoke',
   '/callback',
   '/consent',
+  '/account',
   '/signin',
   '/jwks.json',
   '/routes',

@@ -8,6 +8,8 @@ import { devProvider } from '../../lib/oauth/providers/dev.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { authorize } from './authorize.ts';
+import { changeAccount, showAccount } from './account.ts';
+import { credentialRoutes } from '../../lib/config/config.ts';
 import { callback } from './callback.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
@@ -36,6 +38,7 @@ const ALLOWED: Record<string, string> = {
   '/signin': 'GET, POST',
   '/jwks.json': 'GET, OPTIONS',
   '/routes': 'GET, OPTIONS',
+  '/account': 'GET, POST',
 };
 
 function providerFor(deps: OAuthDeps): UpstreamProvider {
@@ -50,6 +53,7 @@ export interface OAuthAppOptions {
 }
 
 export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): Handler {
+  if (credentialRoutes(deps.config).length && !deps.credentialKeys) throw new Error('routes with user_credential need the credential keys (lib/tokens/credential-keys.ts)');
   const full: HandlerDeps = {
     ...deps,
     provider: options.provider ?? providerFor(deps),
@@ -77,6 +81,8 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
     .get('/callback', (req) => callback(req, full))
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
+    .get('/account', (req, ctx) => showAccount(req, full, ctx))
+    .post('/account', (req) => changeAccount(req, full))
     .post('/token', limited('token', (req) => token(req, full)))
     .post('/revoke', (req) => revoke(req, full));
 

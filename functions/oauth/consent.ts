@@ -1,10 +1,12 @@
 import { hasConsent, loadAuthRequest, narrowAuthRequest, rememberConsent, browserSessionUser, resourcesOf, routeForResource, updateAuthRequest, type AuthRequest } from '../../lib/oauth/authorization.ts';
 import { findClient } from '../../lib/oauth/clients.ts';
 import { issueCodeForRequest, provenFacts, type SignedInUser } from '../../lib/oauth/grants.ts';
-import { consentPage, errorPage } from '../../lib/oauth/pages.ts';
+import { consentPage, errorPage, type CredentialField } from '../../lib/oauth/pages.ts';
+import type { RouteConfig } from '../../lib/config/config.ts';
+import { credentialInput, credentialProblem, MAX_CREDENTIAL_BYTES, openUserCredential, saveUserCredential, storedCredential } from '../../lib/oauth/user-credentials.ts';
 import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { safeEqual } from '../../lib/random.ts';
-import { checkSameOrigin, readForm, redirect, type HandlerDeps, type OAuthDeps } from './deps.ts';
+import { checkSameOrigin, MAX_FORM_BYTES, readForm, redirect, type HandlerDeps, type OAuthDeps } from './deps.ts';
 
 // Our own consent page: names the client, where it returns to and the routes it asks for.
 // Consent is remembered per (user, client, route, scope); a remembered one skips the page.
@@ -38,18 +40,51 @@ async function offerRoutes(deps: OAuthDeps, requestId: string, request: AuthRequ
   return { error: response };
 }
 
+/**
+ * The routes of the request that take each user's own credential and have no usable one of this
+ * user's stored: the consent page asks for them, even when consent is remembered.
+ */
+async function credentialsToAsk(deps: OAuthDeps, request: AuthRequest, user: SignedInUser): Promise<RouteConfig[]> {
+  const routes = resourcesOf(request).flatMap((r) => {
+    const route = routeForResource(deps.config, r);
+    return route?.userCredential ? [route] : [];
+  });
+  const missing: RouteConfig[] = [];
+  for (const route of new Set(routes)) {
+    const record = await storedCredential(deps.store, user.sub, route.path);
+    if (!record || !deps.credentialKeys || openUserCredential(deps.credentialKeys, record, { userSub: user.sub, route: route.path }) === undefined) missing.push(route);
+  }
+  return missing;
+}
+
+export const credentialFieldName = (route: Pick<RouteConfig, 'name'>) => `credential-${route.name}`;
+
+export function credentialField(route: RouteConfig, error?: string): CredentialField {
+  const c = route.userCredential!;
+  return { name: credentialFieldName(route), route: route.path, label: c.label, instructions: c.instructions, ...(c.helpUrl ? { helpUrl: c.helpUrl } : {}), ...(error ? { error } : {}) };
+}
+
+/** A form that may carry credentials: room for each (urlencoded, up to three bytes per byte) on top of the usual. */
+export const credentialFormLimit = (deps: Pick<OAuthDeps, 'config'>) => MAX_FORM_BYTES + 3 * MAX_CREDENTIAL_BYTES * deps.config.routes.filter((r) => r.userCredential).length;
+
 /** After sign-in: a code at once when consent is remembered, else the consent page. */
 export async function continueAuthorization(deps: OAuthDeps, requestId: string, requested: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
+  if (requested.purpose === 'account') {
+    // A sign-in for the account page itself: no client, no code; the session cookie is the point.
+    await deps.store.delete('authRequests', requestId);
+    return redirect(`${deps.config.oauth.issuer}/account`, extraHeaders);
+  }
   const offered = await offerRoutes(deps, requestId, requested, user, extraHeaders);
   if ('error' in offered) return offered.error;
   const { request } = offered;
-  if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId, request, user, extraHeaders);
+  if ((await hasConsent(deps.store, user.sub, request)) && !(await credentialsToAsk(deps, request, user)).length) return grantCode(deps, requestId, request, user, extraHeaders);
   return redirect(`${deps.config.oauth.issuer}/consent?request=${encodeURIComponent(requestId)}`, extraHeaders);
 }
 
 async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const code = await issueCodeForRequest(deps.store, deps.clock, deps.config.oauth.codeTtl, requestId, {
     clientId: request.clientId,
+    clientName: request.clientName,
     redirectUri: request.redirectUri,
     ...(request.redirectUriImplied ? { redirectUriImplied: true } : {}),
     codeChallenge: request.codeChallenge,
@@ -70,7 +105,7 @@ async function grantCode(deps: OAuthDeps, requestId: string, request: AuthReques
 
 async function requestForUser(deps: OAuthDeps, req: Request, requestId: string | null): Promise<{ error: Response } | { request: AuthRequest; user: SignedInUser }> {
   const request = await loadAuthRequest(deps.store, requestId);
-  if (!request) return { error: errorPage('Sign-in expired', 'This authorization request is unknown or has expired. Start again from your MCP client.') };
+  if (!request || request.purpose === 'account') return { error: errorPage('Sign-in expired', 'This authorization request is unknown or has expired. Start again from your MCP client.') };
   const user = await browserSessionUser(deps.store, deps.config, req);
   if (!user) return { error: errorPage('Not signed in', 'Your sign-in session has expired. Start again from your MCP client.', 401) };
   if (request.userSub && request.userSub !== user.sub) return { error: errorPage('Wrong account', 'This authorization was started by another account.', 403) };
@@ -83,15 +118,20 @@ export async function showConsent(req: Request, deps: OAuthDeps): Promise<Respon
   const found = await requestForUser(deps, req, requestId);
   if ('error' in found) return found.error;
   const { request, user } = found;
-  if (await hasConsent(deps.store, user.sub, request)) return grantCode(deps, requestId!, request, user);
+  const ask = await credentialsToAsk(deps, request, user);
+  if (!ask.length && (await hasConsent(deps.store, user.sub, request))) return grantCode(deps, requestId!, request, user);
   if (!request.userSub) await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
+  return renderConsent(deps, requestId!, request, user, ask.map((route) => credentialField(route)));
+}
+
+function renderConsent(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, credentials: CredentialField[]): Response {
   const routes = resourcesOf(request).map((r) => routeForResource(deps.config, r)?.path ?? r);
-  return consentPage({ requestId: requestId!, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email });
+  return consentPage({ requestId, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email, credentials, maxCredentialBytes: MAX_CREDENTIAL_BYTES });
 }
 
 export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Response> {
   if (!checkSameOrigin(req, deps.config.oauth.issuer)) return errorPage('Refused', 'This form was posted from another site.', 403);
-  const form = await readForm(req);
+  const form = await readForm(req, credentialFormLimit(deps));
   const requestId = form.get('request');
   const found = await requestForUser(deps, req, requestId);
   if ('error' in found) return found.error;
@@ -106,6 +146,16 @@ export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Re
     return redirectToClient(deps.config.oauth.issuer, request, { error: 'access_denied', error_description: 'the user denied access' });
   }
   if (decision !== 'allow') return errorPage('Refused', 'Choose Allow or Deny.');
+  // The user's own credentials the routes take: all valid, or the page again saying what is
+  // wrong (never echoing what was typed), and nothing stored.
+  const ask = await credentialsToAsk(deps, request, user);
+  const given = ask.map((route) => ({ route, value: credentialInput(form.get(credentialFieldName(route))) }));
+  const problems = given.map(({ route, value }) => credentialProblem(route, value));
+  if (problems.some(Boolean)) return renderConsent(deps, requestId!, request, user, given.map(({ route }, i) => credentialField(route, problems[i])));
+  for (const { route, value } of given) {
+    await saveUserCredential(deps.store, deps.clock, deps.credentialKeys!, user, route.path, value);
+    deps.log.info('user credential stored', { user: user.sub, route: route.path, via: 'consent' });
+  }
   await rememberConsent(deps.store, deps.clock, deps.config.oauth.consentTtl, user.sub, request);
   return grantCode(deps, requestId!, request, user);
 }

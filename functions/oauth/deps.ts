@@ -3,6 +3,7 @@ import type { Config } from '../../lib/config/config.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Store } from '../../lib/store/store.ts';
 import type { KeySet } from '../../lib/tokens/keys.ts';
+import type { CredentialKeys } from '../../lib/tokens/credential-keys.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import type { MetadataClients } from '../../lib/oauth/client-metadata.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
@@ -16,6 +17,8 @@ export interface OAuthDeps {
   readonly keys: KeySet;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Required when a route takes each user's own credential (lib/tokens/credential-keys.ts). */
+  readonly credentialKeys?: CredentialKeys;
 }
 
 export interface HandlerDeps extends OAuthDeps {
@@ -35,10 +38,10 @@ export async function readBody(req: Request, limit: number): Promise<string> {
 }
 
 /** An application/x-www-form-urlencoded body where no parameter appears twice (RFC 6749 §3.1). */
-export async function readForm(req: Request): Promise<URLSearchParams> {
+export async function readForm(req: Request, limit = MAX_FORM_BYTES): Promise<URLSearchParams> {
   const type = (req.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/x-www-form-urlencoded') throw new OAuthError('invalid_request', 400, 'the body must be application/x-www-form-urlencoded');
-  const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+  const form = new URLSearchParams(await readBody(req, limit));
   const seen = new Set<string>();
   for (const key of form.keys()) {
     if (seen.has(key)) throw new OAuthError('invalid_request', 400, `parameter ${key} appears more than once`);

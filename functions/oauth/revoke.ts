@@ -1,5 +1,5 @@
 import { authenticateClient } from '../../lib/oauth/clients.ts';
-import { revokeByRefreshToken } from '../../lib/oauth/grants.ts';
+import { revokeByRefreshToken } from '../../lib/oauth/revocation.ts';
 import { readForm, type HandlerDeps } from './deps.ts';
 
 // RFC 7009: revoking a refresh token ends its grant. Access tokens are short-lived JWTs that

@@ -7,6 +7,8 @@ import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { sealForRoute } from '../../lib/tokens/route-credential.ts';
+import { credentialNeeds, openUserCredential } from '../../lib/oauth/user-credentials.ts';
 import { readForm, type HandlerDeps } from './deps.ts';
 
 // POST /token: authorization_code (PKCE) and refresh_token (rotation). Responses are never
@@ -20,6 +22,7 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
   if (!client.metadataDocument) await enforceLimit(deps.store, deps.clock, 'token per client', client.clientId, { max: deps.config.oauth.rateLimits.token, windowMs: 60_000 });
   const grantType = form.get('grant_type');
   const resource = form.get('resource') ?? undefined;
+  const credentialNeed = credentialNeeds(deps.config, deps.credentialKeys);
   let issued: IssuedGrant;
   if (grantType === 'authorization_code') {
     const code = form.get('code');
@@ -28,7 +31,7 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     const redirectUri = form.get('redirect_uri') ?? undefined;
     if (!code) throw new OAuthError('invalid_request', 400, 'code is required');
     if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
-    issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource });
+    issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource, credentialNeed });
     // The client completed a grant: its registration no longer expires.
     await markClientUsed(deps.store, deps.clock, client);
   } else if (grantType === 'refresh_token') {
@@ -42,7 +45,7 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
     // And each route's access list, as the config says now, on what the provider last proved.
     const routeAccess = (grant: GrantRecord, audience: string) => resourceRefusal(deps.config, audience, grant);
-    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy, routeAccess, upstream });
+    issued = await rotateRefreshToken(deps.store, deps.clock, { refreshTtlMs: oauth.refreshTtl, graceMs: oauth.refreshGrace }, { token: refreshToken, clientId: client.clientId, resource, policy, routeAccess, credentialNeed, upstream });
   } else {
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
   }
@@ -53,10 +56,25 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     aud: issued.audience,
     client_id: grant.clientId,
     scope: grant.scope,
+    ...credentialClaim(deps, issued),
   });
   return json(
     { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, refresh_token: issued.refreshToken, scope: grant.scope },
     200,
     { 'cache-control': 'no-store', pragma: 'no-cache' },
   );
+}
+
+/**
+ * The user's own credential for the token's route, opened from the store and sealed again with
+ * that route's key (the only key the route holds): the route reads it from the token it
+ * verifies anyway, with no store of ours to reach.
+ */
+function credentialClaim(deps: HandlerDeps, issued: IssuedGrant): { cred?: string } {
+  const record = issued.credential;
+  if (!record) return {};
+  const keys = deps.credentialKeys!;
+  // grants.ts checked, in the transaction, that it opens for this user and route.
+  const value = openUserCredential(keys, record, { userSub: issued.grant.userSub, route: record.route })!;
+  return { cred: sealForRoute(keys.routes.get(record.route)!, { sub: issued.grant.userSub, route: record.route }, { version: record.version, value }) };
 }

@@ -51,6 +51,20 @@ export interface ToolPolicyConfig {
   readonly deny: readonly string[];
 }
 
+/**
+ * Each user's own credential for the route's service (lib/oauth/user-credentials.ts): asked for
+ * at consent, stored sealed, carried to the route sealed for it alone inside the access token.
+ */
+export interface UserCredentialConfig {
+  readonly label: string;
+  readonly instructions: string;
+  readonly helpUrl?: string;
+  /** The whole credential must match (anchored). */
+  readonly pattern?: string;
+  /** stdio: an environment variable of the session's child; http: a header on every backend request. */
+  readonly inject: { readonly kind: 'env'; readonly name: string } | { readonly kind: 'header'; readonly name: string; readonly template: string };
+}
+
 interface RouteCommon {
   /** "/notion": the URL prefix, and (without the slash) the route's name. */
   readonly path: string;
@@ -59,6 +73,8 @@ interface RouteCommon {
   readonly access?: RouteAccess;
   /** Undefined: every tool of the server. */
   readonly tools?: ToolPolicyConfig;
+  /** Undefined: the route's users bring no credential of their own. */
+  readonly userCredential?: UserCredentialConfig;
   readonly timeout: number;
   readonly idleTimeout: number;
   readonly maxSessionsPerUser: number;
@@ -141,6 +157,11 @@ export function isLoopbackHost(hostname: string): boolean {
 /** The config has an http route that sends identity assertions: the assertion key must exist and be published. */
 export function needsAssertionKey(config: Pick<Config, 'routes'>): boolean {
   return config.routes.some((r) => r.type === 'http' && r.identity === 'assertion');
+}
+
+/** The routes whose users each bring their own credential. */
+export function credentialRoutes(config: Pick<Config, 'routes'>): RouteConfig[] {
+  return config.routes.filter((r) => r.userCredential !== undefined);
 }
 
 /** The URLs a client may name as the RFC 8707 resource of a route, canonical form first. */

@@ -3,7 +3,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { namesItsContainer } from '../mcp/session-container.ts';
 import { configSchema } from './schema.ts';
-import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig } from './config.ts';
+import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig, type UserCredentialConfig } from './config.ts';
 
 /** A user error in the configuration: printed as is, never with a stack trace. */
 export class ConfigError extends Error {
@@ -108,6 +108,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     if (r.type === 'stdio' && r.command && namesItsContainer(r.command)) {
       throw new ConfigError(`${source}: routes[${i}].command: drop --name: every session runs its own container, which mcp-front names (mcp-front-<session>) so it can remove it when the session ends`);
     }
+    if (r.user_credential) checkUserCredential(r, `${source}: routes[${i}].user_credential`, c.server.insecure_no_auth);
     if (r.type === 'http' && r.dev_backend && !isLoopbackHost(issuerHost)) {
       throw new ConfigError(`${source}: routes[${i}].dev_backend: only allowed when the issuer is on loopback`);
     }
@@ -119,6 +120,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       name: r.path.slice(1),
       ...(r.access ? { access: { emails: lower(r.access.emails), domains: lower(r.access.domains), githubOrgs: lower(r.access.github_orgs) } } : {}),
       ...(r.tools ? { tools: { ...(r.tools.allow ? { allow: r.tools.allow } : {}), deny: r.tools.deny } } : {}),
+      ...(r.user_credential ? { userCredential: userCredential(r.user_credential) } : {}),
       timeout: r.timeout,
       idleTimeout: r.idle_timeout,
       maxSessionsPerUser: r.max_sessions_per_user,
@@ -177,6 +179,33 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, requestTimeout: c.server.request_timeout, streamTimeout: c.server.stream_timeout, trustedProxies: c.server.trusted_proxies, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
     deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
+}
+
+type ParsedRoute = z.output<typeof configSchema>['routes'][number];
+type ParsedUserCredential = NonNullable<ParsedRoute['user_credential']>;
+
+/** Headers the gateway itself sets on a backend request (or the transport needs): a user's credential never stands in for one. */
+const GATEWAY_HEADERS = ['x-mcp-front-assertion', 'mcp-session-id', 'mcp-protocol-version', 'accept', 'content-type', 'content-length', 'host', 'last-event-id', 'transfer-encoding', 'connection'];
+
+function checkUserCredential(r: ParsedRoute, where: string, noAuth: boolean): void {
+  if (noAuth) throw new ConfigError(`${where}: needs sign-in, and server.insecure_no_auth turns it off`);
+  const credential = r.user_credential!;
+  if ('env' in credential && r.type === 'stdio' && Object.keys(r.environment).includes(credential.env)) {
+    throw new ConfigError(`${where}.env: ${credential.env} is also in environment; the user's credential would replace it`);
+  }
+  if ('header' in credential && r.type === 'http') {
+    const name = credential.header.split(':')[0]!.toLowerCase();
+    if (GATEWAY_HEADERS.includes(name)) throw new ConfigError(`${where}.header: ${name} is set by the gateway`);
+    if (name === 'authorization' && r.google_id_token_audience) throw new ConfigError(`${where}.header: Authorization carries the Google ID token of google_id_token_audience`);
+    if (Object.keys(r.headers).some((h) => h.toLowerCase() === name)) throw new ConfigError(`${where}.header: ${name} is also in headers; the user's credential would replace it`);
+  }
+}
+
+function userCredential(c: ParsedUserCredential): UserCredentialConfig {
+  const common = { label: c.label, instructions: c.instructions, ...(c.help_url ? { helpUrl: c.help_url } : {}), ...(c.pattern ? { pattern: c.pattern } : {}) };
+  if ('env' in c) return { ...common, inject: { kind: 'env', name: c.env } };
+  const colon = c.header.indexOf(':');
+  return { ...common, inject: { kind: 'header', name: c.header.slice(0, colon), template: c.header.slice(colon + 1).trimStart() } };
 }
 
 const lower = (values: readonly string[]) => values.map((v) => v.toLowerCase());

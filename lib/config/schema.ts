@@ -67,6 +67,48 @@ const toolPolicy = z
   })
   .strict();
 
+/** A regular expression the whole credential must match (anchored at load). */
+const credentialPattern = z.string().min(1).max(1000).refine((p) => {
+  try {
+    new RegExp(p, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}, 'is not a valid regular expression');
+
+/**
+ * Each user's own credential for the route's service (an API key, a personal token): asked for
+ * on the consent page, kept sealed, given to the user's own sessions only.
+ */
+const userCredentialCommon = {
+  /** What the credential is called on the consent and account pages, e.g. "Notion API key". */
+  label: z.string().min(1).max(100),
+  /** Where to get it, in a sentence or two (shown as text, never as markup). */
+  instructions: z.string().min(1).max(2000),
+  help_url: z.url({ protocol: /^https$/ }).optional(),
+  pattern: credentialPattern.optional(),
+};
+
+const stdioUserCredential = z
+  .object({
+    ...userCredentialCommon,
+    /** The environment variable the session's server gets it in. */
+    env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name')
+      .refine((n) => !n.startsWith('MCP_FRONT_'), 'MCP_FRONT_* names are the gateway\'s own'),
+  })
+  .strict();
+
+const httpUserCredential = z
+  .object({
+    ...userCredentialCommon,
+    /** The header every backend request of the user's sessions carries, e.g. "Authorization: Bearer {credential}". */
+    header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+: ?[\x20-\x7e]*\{credential\}[\x20-\x7e]*$/, 'must be "Header-Name: value" with {credential} in the value, e.g. "Authorization: Bearer {credential}"'),
+  })
+  .strict();
+
 const routeCommon = {
   path: routePath,
   access: routeAccess.optional(),
@@ -88,6 +130,7 @@ const stdioRoute = z
     environment: environment.refine((env) => !Object.keys(env).some((name) => name.startsWith('MCP_FRONT_USER_')), 'MCP_FRONT_USER_* are set by the gateway (the session\'s user)').default({}),
     /** Names of the gateway's own environment variables the child may see (nothing else is inherited). */
     inherit_env: z.array(z.string()).default([]),
+    user_credential: stdioUserCredential.optional(),
     /** The stdio server's container image, for `deploy` (the bridge is layered onto it). */
     image: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'is not a container image reference').optional(),
   })
@@ -109,6 +152,7 @@ const httpRoute = z
       .optional(),
     /** assertion: each request to the backend carries a short-lived JWT saying who the user is (X-MCP-Front-Assertion), signed with the gateway's assertion key. */
     identity: z.enum(['none', 'assertion']).default('none'),
+    user_credential: httpUserCredential.optional(),
     /** Local work only: `serve` starts this backend itself, on a free loopback port passed as $PORT. */
     dev_backend: z.object({ command: z.array(z.string().min(1)).min(1), path: z.string().default('/mcp') }).strict().optional(),
   })

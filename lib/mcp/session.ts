@@ -19,6 +19,8 @@ export interface SessionInfo {
   readonly id: string;
   readonly userSub: string;
   readonly clientId: string;
+  /** The version of the user's own credential the backend was started with (routes[].user_credential). */
+  readonly credentialVersion?: string;
 }
 
 export interface SessionOptions extends SessionInfo {
@@ -67,6 +69,7 @@ export class McpSession implements SessionInfo {
   readonly id: string;
   readonly userSub: string;
   readonly clientId: string;
+  readonly credentialVersion?: string;
   protocolVersion = '2025-03-26';
   initializeParams: unknown;
   lastActivity = Date.now();
@@ -96,6 +99,7 @@ export class McpSession implements SessionInfo {
     this.userSub = options.userSub;
     this.clientId = options.clientId;
     this.#stream = new SessionStream({ keepaliveMs: options.keepaliveMs, streamMaxMs: options.streamMaxMs, onExpired: () => this.#expireStream() });
+    if (options.credentialVersion !== undefined) this.credentialVersion = options.credentialVersion;
   }
 
   get ended(): boolean {

@@ -28,6 +28,8 @@ export interface AuthRequestFields {
   upstream?: Record<string, string>;
   /** Epoch ms: set once at /authorize; every later write keeps it (updateAuthRequest). */
   expiresAt: number;
+  /** A sign-in for the account page (no client, no code): it ends back at /account. */
+  purpose?: 'account';
 }
 
 export type AuthRequest = AuthRequestFields & { [key: string]: unknown };
@@ -105,6 +107,25 @@ export async function browserSessionUser(store: Store, config: Config, req: Requ
   if (!value || !/^[A-Za-z0-9_-]{20,100}$/.test(value)) return undefined;
   const session = await store.get<{ [key: string]: unknown; userSub: string; email: string; upstream?: string } & ProvenFacts>('browserSessions', sha256(value));
   return session ? { sub: session.userSub, email: session.email, ...provenFacts(session), ...(session.upstream ? { upstream: session.upstream } : {}) } : undefined;
+}
+
+/**
+ * The CSRF token of the account page's forms: derived from the session cookie's secret value,
+ * which only this browser holds (the store keeps only its SHA-256, from which this can't be
+ * made). A page from elsewhere can't read it, so can't post it.
+ */
+export function accountFormToken(req: Request, config: Pick<Config, 'oauth'>): string | undefined {
+  const value = readCookie(req, sessionCookieName(config.oauth.issuer));
+  return value && /^[A-Za-z0-9_-]{20,100}$/.test(value) ? sha256(`account form\n${value}`) : undefined;
+}
+
+/** Signs the browser out: the session is deleted, and the answer's cookie header clears it. */
+export async function endBrowserSession(store: Store, config: Config, req: Request): Promise<string> {
+  const value = readCookie(req, sessionCookieName(config.oauth.issuer));
+  if (value && /^[A-Za-z0-9_-]{20,100}$/.test(value)) await store.delete('browserSessions', sha256(value));
+  const issuer = new URL(config.oauth.issuer);
+  const secure = issuer.protocol === 'https:' || !isLoopbackHost(issuer.hostname);
+  return `${sessionCookieName(config.oauth.issuer)}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${secure ? '; Secure' : ''}`;
 }
 
 // --- Remembered consent --------------------------------------------------------------------

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { randomToken, safeEqual, sha256 } from '../random.ts';
 import type { Collection, Doc, PutOptions, Store, Transaction } from '../store/store.ts';
 import { OAuthError } from './errors.ts';
+import { credentialId, type CredentialNeed, type UserCredentialRecord } from './user-credentials.ts';
 
 // Grants and the credentials that carry them: authorization codes (single use, replay revokes
 // the grant) and refresh tokens (rotated on every use, the previous one honoured for a grace
@@ -42,6 +43,8 @@ export interface SignedInUser extends UserIdentity, ProvenFacts {
 export interface CodeRecord {
   [key: string]: unknown;
   clientId: string;
+  /** As the consent page named it: the account page lists the grant under it. */
+  clientName?: string;
   redirectUri: string;
   /** /authorize had no redirect_uri: /token may leave it out too, but if given it must match. */
   redirectUriImplied?: boolean;
@@ -73,11 +76,16 @@ export interface GrantRecord {
   userSub: string;
   email: string;
   clientId: string;
+  /** The client's name and where its codes went, for the account page (grants from before lack them). */
+  clientName?: string;
+  redirectUri?: string;
   resource: string;
   /** More routes the same consent covers: a refresh may ask for a token for any of them. */
   extraResources?: string[];
   scope: string;
   createdAt: number;
+  /** The last time a token was issued from it (code or refresh). */
+  lastUsedAt?: number;
   /** The generation of the one refresh token that may be used now. */
   generation: number;
   /** The Workspace domain proven at sign-in (Google's hd), re-checked at each refresh. */
@@ -100,11 +108,11 @@ export interface GrantRecord {
 }
 
 /** Every write of a grant goes through here, so none drops its expiry. */
-function putGrant(target: { put(collection: Collection, id: string, doc: Doc, options?: PutOptions): void | Promise<void> }, id: string, grant: GrantRecord): void | Promise<void> {
+export function putGrant(target: { put(collection: Collection, id: string, doc: Doc, options?: PutOptions): void | Promise<void> }, id: string, grant: GrantRecord): void | Promise<void> {
   return target.put('grants', id, grant, { expiresAt: grant.expiresAt });
 }
 
-interface RefreshRecord {
+export interface RefreshRecord {
   [key: string]: unknown;
   grantId: string;
   clientId: string;
@@ -180,6 +188,8 @@ export interface IssuedGrant {
   readonly refreshToken: string;
   /** The route the access token is for: the one asked for, else the grant's first. */
   readonly audience: string;
+  /** The user's own credential for that route, when it takes one (as stored: sealed). */
+  readonly credential?: UserCredentialRecord;
 }
 
 const covered = (g: { resource: string; extraResources?: string[] }) => [g.resource, ...(g.extraResources ?? [])];
@@ -195,7 +205,7 @@ export async function redeemCode(
   store: Store,
   clock: Clock,
   refreshTtlMs: number,
-  input: { code: string; clientId: string; redirectUri?: string; verifier: string; resource?: string },
+  input: { code: string; clientId: string; redirectUri?: string; verifier: string; resource?: string; credentialNeed?: (resource: string) => CredentialNeed | undefined },
 ): Promise<IssuedGrant> {
   const codeId = sha256(input.code);
   const outcome = await store.transaction(async (tx): Promise<Outcome> => {
@@ -216,12 +226,23 @@ export async function redeemCode(
     if (!redirectOk) return { kind: 'grant', message: input.redirectUri === undefined ? 'redirect_uri is required: the authorization request named one' : 'redirect_uri does not match the one in the authorization request' };
     if (!pkceMatches(input.verifier, code.codeChallenge)) return { kind: 'grant', message: 'code_verifier does not match the code_challenge' };
     if (input.resource !== undefined && !covered(code).includes(input.resource)) return { kind: 'target', message: `resource must be one of those in the authorization request (${covered(code).join(', ')})` };
+    const audience = input.resource ?? code.resource;
+    // The code stays unused: the consent page stored the credential moments ago, so this is a
+    // deletion racing the redemption; the client can only start again anyway.
+    const need = input.credentialNeed?.(audience);
+    const credential = need ? await tx.get<UserCredentialRecord>('userCredentials', credentialId(code.userSub, need.route)) : undefined;
+    const unusable = need?.refusal(credential, code.userSub);
+    if (unusable) return { kind: 'grant', message: unusable };
     const grantId = randomToken(16);
-    const grant: GrantRecord = { userSub: code.userSub, email: code.email, ...provenFacts(code), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}), clientId: code.clientId, resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, generation: 1, expiresAt: now + refreshTtlMs };
+    const grant: GrantRecord = {
+      userSub: code.userSub, email: code.email, ...provenFacts(code), ...(code.upstream ? { upstream: code.upstream, upstreamCheckedAt: now } : {}),
+      clientId: code.clientId, ...(code.clientName ? { clientName: code.clientName } : {}), redirectUri: code.redirectUri,
+      resource: code.resource, ...(code.extraResources ? { extraResources: code.extraResources } : {}), scope: code.scope, createdAt: now, lastUsedAt: now, generation: 1, expiresAt: now + refreshTtlMs,
+    };
     tx.put('codes', codeId, { ...code, grantId }, { expiresAt: now + USED_CODE_MEMORY_MS });
     putGrant(tx, grantId, grant);
     const refreshToken = newRefreshToken(tx, now, grant.expiresAt, grantId, code.clientId, 1);
-    return { kind: 'issued', issued: { grantId, grant, refreshToken, audience: input.resource ?? code.resource } };
+    return { kind: 'issued', issued: { grantId, grant, refreshToken, audience, ...(credential ? { credential } : {}) } };
   });
   return settle(outcome);
 }
@@ -242,6 +263,8 @@ export async function rotateRefreshToken(
     policy?: (grant: GrantRecord) => string | undefined;
     /** Per-route access: why the grant's user may not have a token for this resource now. */
     routeAccess?: (grant: GrantRecord, resource: string) => string | undefined;
+    /** The route of the resource takes each user's own credential: the token needs theirs. */
+    credentialNeed?: (resource: string) => CredentialNeed | undefined;
     upstream?: UpstreamVerdict;
   },
 ): Promise<IssuedGrant> {
@@ -254,6 +277,9 @@ export async function rotateRefreshToken(
     if (!grant || grant.revokedAt) return { kind: 'grant', message: 'the grant was revoked; sign in again' };
     // Every refresh re-checks the user: offboarded (`mcp-front revoke --user`) or no longer allowed by the config.
     const user = await tx.get<UserRecord>('users', userKey(grant.email));
+    const audience = input.resource ?? grant.resource;
+    const need = input.credentialNeed?.(audience);
+    const credential = need ? await tx.get<UserCredentialRecord>('userCredentials', credentialId(grant.userSub, need.route)) : undefined;
     // The provider's answer counts only if it was about the credential the grant still holds
     // (a concurrent refresh may have re-checked, and rotated it, meanwhile).
     const verdict = input.upstream && input.upstream.asked === grant.upstream ? input.upstream : undefined;
@@ -271,16 +297,25 @@ export async function rotateRefreshToken(
       return { kind: 'grant', message: 'the refresh token was already used; the grant is revoked, sign in again' };
     }
     const generation = grant.generation + 1;
-    const next: GrantRecord = { ...grant, generation, ...(verdict ? { upstreamCheckedAt: verdict.checkedAt, ...(verdict.upstream ? { upstream: verdict.upstream } : {}), ...provenFacts(verdict) } : {}) };
-    const audience = input.resource ?? grant.resource;
+    // What the provider just said is kept even when no token is issued: it may have rotated its credential.
+    const vouched: GrantRecord = { ...grant, ...(verdict ? { upstreamCheckedAt: verdict.checkedAt, ...(verdict.upstream ? { upstream: verdict.upstream } : {}), ...provenFacts(verdict) } : {}) };
+    const next: GrantRecord = { ...vouched, generation, lastUsedAt: now };
     const withheld = input.routeAccess?.(next, audience);
     if (withheld) {
       // The token stays unrotated: the grant's other routes stay usable with it (and what the
       // provider just said is kept: it may have rotated its credential). A grant left with no
       // route its user may use is over.
       if (covered(grant).every((r) => input.routeAccess!(next, r))) putGrant(tx, token.grantId, { ...grant, revokedAt: now, revokedReason: withheld });
-      else if (verdict) putGrant(tx, token.grantId, { ...next, generation: grant.generation });
+      else if (verdict) putGrant(tx, token.grantId, vouched);
       return { kind: 'grant', message: `${withheld}: access to ${audience} was withdrawn; ask your administrator if you should have it` };
+    }
+    // The user deleted their credential for the route (or it no longer opens): no token for it
+    // until they give one again (account page, or the consent page of a new connection). The
+    // grant stays, unrotated, for its other routes and for when they do.
+    const unusable = need?.refusal(credential, grant.userSub);
+    if (unusable) {
+      if (verdict) putGrant(tx, token.grantId, vouched);
+      return { kind: 'grant', message: unusable };
     }
     // A rotated token is kept until it would have expired, so a late reuse is recognised as one.
     if (current) tx.put('refreshTokens', tokenId, { ...token, rotatedAt: now }, { expiresAt: token.expiresAt });
@@ -288,36 +323,7 @@ export async function rotateRefreshToken(
     const rotated: GrantRecord = { ...next, expiresAt: now + options.refreshTtlMs };
     putGrant(tx, token.grantId, rotated);
     const refreshToken = newRefreshToken(tx, now, rotated.expiresAt, token.grantId, token.clientId, generation);
-    return { kind: 'issued', issued: { grantId: token.grantId, grant: rotated, refreshToken, audience } };
+    return { kind: 'issued', issued: { grantId: token.grantId, grant: rotated, refreshToken, audience, ...(credential ? { credential } : {}) } };
   });
   return settle(outcome);
-}
-
-/** `mcp-front revoke --user`: every grant of the user ends, and no refresh of an older grant succeeds. */
-export async function revokeUser(store: Store, clock: Clock, email: string): Promise<number> {
-  const now = clock.now();
-  await store.put('users', userKey(email), { email: email.toLowerCase(), revokedAt: now } satisfies UserRecord);
-  const grants = await store.find<GrantRecord>('grants', 'email', email.toLowerCase());
-  for (const { id, doc } of grants) if (!doc.revokedAt) await putGrant(store, id, { ...doc, revokedAt: now, revokedReason: 'user revoked by an administrator' });
-  for (const { id } of await store.find('browserSessions', 'email', email.toLowerCase())) await store.delete('browserSessions', id);
-  return grants.filter((g) => !g.doc.revokedAt).length;
-}
-
-/** `mcp-front revoke --client`: every grant of the client ends. */
-export async function revokeClient(store: Store, clock: Clock, clientId: string): Promise<number> {
-  const now = clock.now();
-  const grants = await store.find<GrantRecord>('grants', 'clientId', clientId);
-  for (const { id, doc } of grants) if (!doc.revokedAt) await putGrant(store, id, { ...doc, revokedAt: now, revokedReason: 'client revoked by an administrator' });
-  await store.delete('clients', clientId);
-  return grants.filter((g) => !g.doc.revokedAt).length;
-}
-
-/** Revokes the grant a refresh token belongs to (RFC 7009); unknown tokens are not an error. */
-export async function revokeByRefreshToken(store: Store, clock: Clock, token: string, clientId: string): Promise<void> {
-  await store.transaction(async (tx) => {
-    const record = await tx.get<RefreshRecord>('refreshTokens', sha256(token));
-    if (!record || record.clientId !== clientId) return;
-    const grant = await tx.get<GrantRecord>('grants', record.grantId);
-    if (grant && !grant.revokedAt) putGrant(tx, record.grantId, { ...grant, revokedAt: clock.now(), revokedReason: 'revoked by the client' });
-  });
 }

@@ -1,34 +1,40 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
-// The upstream provider's credential for a user (a Google/OIDC refresh token, a GitHub token),
-// kept so each refresh can ask the provider whether the user is still there. It is sealed with
-// AES-256-GCM under a key derived from the upstream client secret: a copy of the store alone
-// is useless, and the credential is useless without that secret anyway.
+// AES-256-GCM sealing of secrets the authorization server keeps or hands on. The upstream
+// provider's credential for a user (a Google/OIDC refresh token, a GitHub token) is sealed under
+// a key derived from the upstream client secret: a copy of the store alone is useless, and the
+// credential is useless without that secret anyway. Users' own credentials for a route are
+// sealed with a context (GCM's additional data) naming the user and the route, so a sealed value
+// copied onto another user's or route's record does not open (lib/oauth/user-credentials.ts).
 
 export interface Sealer {
-  seal(plain: string): string;
-  /** undefined when the text was sealed under another key (the client secret was rotated) or altered. */
-  open(sealed: string): string | undefined;
+  /** `context` is authenticated, not stored: open must be given the same one. */
+  seal(plain: string, context?: string): string;
+  /** undefined when the text was sealed under another key (the client secret was rotated), for another context, or altered. */
+  open(sealed: string, context?: string): string | undefined;
 }
 
 const VERSION = 'v1';
 
-export function sealer(secret: string): Sealer {
-  const key = Buffer.from(hkdfSync('sha256', secret, 'mcp-front', 'upstream credential', 32));
+/** `purpose` separates keys derived from one secret for different uses (HKDF info). */
+export function sealer(secret: string | Uint8Array, purpose = 'upstream credential'): Sealer {
+  const key = Buffer.from(hkdfSync('sha256', secret, 'mcp-front', purpose, 32));
   return {
-    seal(plain) {
+    seal(plain, context) {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
+      if (context !== undefined) cipher.setAAD(Buffer.from(context, 'utf8'));
       const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
       return `${VERSION}.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
     },
-    open(sealed) {
+    open(sealed, context) {
       const [version, data] = sealed.split('.');
       if (version !== VERSION || !data) return undefined;
       const raw = Buffer.from(data, 'base64url');
       if (raw.length < 12 + 16) return undefined;
       try {
         const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+        if (context !== undefined) decipher.setAAD(Buffer.from(context, 'utf8'));
         decipher.setAuthTag(raw.subarray(raw.length - 16));
         return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8');
       } catch {

@@ -17,6 +17,7 @@ export function countingStore(inner: Store): Store & { readonly counts: StoreCou
     reset: () => Object.assign(counts, { reads: 0, writes: 0, transactions: 0 }),
     get: (c, id) => (counts.reads++, inner.get(c, id)),
     find: (c, f, v, l) => (counts.reads++, inner.find(c, f, v, l)),
+    list: (c, l) => (counts.reads++, inner.list(c, l)),
     put: (c, id, d, o) => (counts.writes++, inner.put(c, id, d, o)),
     create: (c, id, d, o) => (counts.writes++, inner.create(c, id, d, o)),
     delete: (c, id) => (counts.writes++, inner.delete(c, id)),

@@ -93,6 +93,14 @@ class FirestoreStore implements Store {
     });
   }
 
+  async list<T extends Doc>(collection: Collection, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
+    const snapshot = await this.#call(this.#db.collection(this.#prefix + collection).limit(limit).get());
+    return snapshot.docs.flatMap((d) => {
+      const doc = this.#live<T>(d);
+      return doc ? [{ id: decodeId(d.id), doc }] : [];
+    });
+  }
+
   transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
     // Once the caller has been told "unavailable", no retry of this transaction may commit:
     // a grant must not appear after its request already failed.

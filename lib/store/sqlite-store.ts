@@ -19,6 +19,8 @@ const INDEXED: ReadonlyArray<[Collection, string]> = [
   ['mcpSessions', 'userSub'],
   ['keys', 'retired'],
   ['consents', 'userSub'],
+  ['userCredentials', 'userSub'],
+  ['userCredentials', 'email'],
 ];
 
 export async function openSqliteStore(options: { file: string; clock: Clock }): Promise<Store> {
@@ -90,6 +92,13 @@ class SqliteStore implements Store {
         this.#db
           .prepare(`SELECT id, doc FROM docs WHERE collection = ? AND json_extract(doc, '$.${field}') = ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?`)
           .all(collection, bound, this.#clock.now(), limit) as Array<{ id: string; doc: string }>,
+    );
+    return rows.map((row) => ({ id: row.id, doc: JSON.parse(row.doc) as T }));
+  }
+
+  async list<T extends Doc>(collection: Collection, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
+    const rows = await this.#run(
+      () => this.#db.prepare('SELECT id, doc FROM docs WHERE collection = ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?').all(collection, this.#clock.now(), limit) as Array<{ id: string; doc: string }>,
     );
     return rows.map((row) => ({ id: row.id, doc: JSON.parse(row.doc) as T }));
   }

@@ -14,6 +14,7 @@ export type Collection =
   | 'consents' // remembered consent per (user, client, routes)
   | 'browserSessions' // the AS session cookie, keyed by SHA-256 of the cookie value
   | 'users' // per-user state: revocation
+  | 'userCredentials' // each user's own credential for a route, sealed; keyed by SHA-256 of (user, route)
   | 'keys' // token signing keys (local mode)
   | 'mcpSessions' // MCP sessions, so any instance can serve them
   | 'rateBuckets' // rate-limit counters
@@ -29,6 +30,7 @@ export const COLLECTIONS: readonly Collection[] = [
   'consents',
   'browserSessions',
   'users',
+  'userCredentials',
   'keys',
   'mcpSessions',
   'rateBuckets',
@@ -65,6 +67,8 @@ export interface Store {
   delete(collection: Collection, id: string): Promise<void>;
   /** Live documents whose top-level `field` equals `value` (an equality query; at most `limit`, default 1000). */
   find<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, limit?: number): Promise<Array<{ id: string; doc: T }>>;
+  /** Live documents of a collection, in no particular order (at most `limit`, default 1000): operators' listings, never a request path. */
+  list<T extends Doc>(collection: Collection, limit?: number): Promise<Array<{ id: string; doc: T }>>;
   /**
    * Runs `fn` atomically: either every write lands or none does. Concurrent transactions
    * touching the same documents are serialized (SQLite) or retried (Firestore), so `fn`

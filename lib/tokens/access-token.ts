@@ -16,14 +16,16 @@ export interface AccessTokenClaims {
   readonly client_id: string;
   readonly scope: string;
   readonly jti: string;
+  /** The user's own credential for the route, sealed for that route alone (lib/tokens/route-credential.ts). */
+  readonly cred?: string;
 }
 
-export type AccessTokenInput = Pick<AccessTokenClaims, 'sub' | 'email' | 'aud' | 'client_id' | 'scope'>;
+export type AccessTokenInput = Pick<AccessTokenClaims, 'sub' | 'email' | 'aud' | 'client_id' | 'scope' | 'cred'>;
 
 export async function signAccessToken(key: SigningKey, issuer: string, ttlMs: number, clock: Clock, input: AccessTokenInput): Promise<{ token: string; expiresIn: number }> {
   const iat = seconds(clock.now());
   const expiresIn = Math.max(1, seconds(ttlMs));
-  const token = await new SignJWT({ email: input.email, client_id: input.client_id, scope: input.scope })
+  const token = await new SignJWT({ email: input.email, client_id: input.client_id, scope: input.scope, ...(input.cred ? { cred: input.cred } : {}) })
     .setProtectedHeader({ alg: SIGNING_ALG, kid: key.kid, typ: 'at+jwt' })
     .setIssuer(issuer)
     .setSubject(input.sub)
@@ -34,6 +36,9 @@ export async function signAccessToken(key: SigningKey, issuer: string, ttlMs: nu
     .sign(key.privateKey);
   return { token, expiresIn };
 }
+
+/** Longest access token accepted: Node's 16 KiB header limit bounds the whole request head anyway. */
+const MAX_TOKEN_CHARS = 12_288;
 
 /** Why a bearer token was refused; routes answer 401 invalid_token for every code. */
 export class InvalidTokenError extends Error {
@@ -74,7 +79,8 @@ export function createAccessTokenVerifier(options: { issuer: string; keys: JWK[]
     async verify(token, audiences) {
       const cached = cache.get(token);
       if (cached) return check(cached, audiences);
-      if (token.length > 8192 || token.split('.').length !== 3) throw new InvalidTokenError('malformed', 'the access token is not a JWT');
+      // A token carrying a sealed user credential (up to 4 KiB, base64url twice) stays under this.
+      if (token.length > MAX_TOKEN_CHARS || token.split('.').length !== 3) throw new InvalidTokenError('malformed', 'the access token is not a JWT');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -90,7 +96,7 @@ export function createAccessTokenVerifier(options: { issuer: string; keys: JWK[]
         throw new InvalidTokenError('signature', 'the access token could not be verified');
       }
       const claims = payload as unknown as AccessTokenClaims;
-      if (typeof claims.aud !== 'string' || typeof claims.email !== 'string' || typeof claims.client_id !== 'string') {
+      if (typeof claims.aud !== 'string' || typeof claims.email !== 'string' || typeof claims.client_id !== 'string' || (claims.cred !== undefined && typeof claims.cred !== 'string')) {
         throw new InvalidTokenError('claims', 'the access token lacks required claims');
       }
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);

@@ -10,7 +10,8 @@ import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
-import { createSessionRegistry, type SessionRecord } from './registry.ts';
+import { createSessionRegistry, type RouteClaims, type SessionRecord } from './registry.ts';
+import { routeCredentialOpener } from '../../lib/tokens/route-credential.ts';
 
 // A route: one MCP endpoint behind the gateway's sign-in. Checks, in order: Origin (DNS
 // rebinding), the bearer token and its audience, the protocol version, the body; then the
@@ -28,6 +29,8 @@ export interface RouteServiceDeps {
   readonly keepaliveMs?: number;
   /** The identity-assertion key, for an http route with `identity: assertion` (lib/tokens/keys.ts). */
   readonly assertionKey?: SigningKey;
+  /** This route's own credential key, for a route with `user_credential` (lib/tokens/credential-keys.ts). */
+  readonly credentialKey?: Uint8Array;
 }
 
 export interface RouteService {
@@ -89,14 +92,16 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   };
 
   const registry = createSessionRegistry(deps);
-  const { sessions, openSession, recordSession, touch, sessionFor } = registry;
+  const { sessions, openSession, recordSession, touch, sessionFor, credentialChanged } = registry;
+  if (route.userCredential && !deps.credentialKey) throw new Error(`${route.path}: user_credential needs the route's credential key`);
+  const openCredential = route.userCredential && deps.credentialKey ? routeCredentialOpener(deps.credentialKey, route.path) : undefined;
 
   /**
    * Whether another session may start here: the instance's cap comes first (503 + Retry-After,
    * so the client retries and Cloud Run scales out instead of this instance running out of
    * memory), then the user's own (429).
    */
-  const refuseNewSession = (claims: AccessTokenClaims, cors: Record<string, string>, id?: JsonRpcMessage['id']): Response | undefined => {
+  const refuseNewSession = (claims: RouteClaims, cors: Record<string, string>, id?: JsonRpcMessage['id']): Response | undefined => {
     if (sessions.size >= route.maxSessionsPerInstance) {
       return rpcError(503, ErrorCode.BackendFailed, `this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { ...cors, 'retry-after': '2' }, id);
     }
@@ -124,7 +129,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return { messages: messages as JsonRpcMessage[], batch };
   };
 
-  const post = async (req: Request, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
+  const post = async (req: Request, claims: RouteClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
     const body = await readMessages(req, cors);
     if (body instanceof Response) return body;
     const { messages: valid, batch } = body;
@@ -163,7 +168,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
    * A call with no session (ChatGPT sends some that way): served by a session that lives for
    * this one exchange, initialized with neutral client params, ended when the answer is out.
    */
-  const statelessCall = async (messages: JsonRpcMessage[], batch: boolean, claims: AccessTokenClaims, cors: Record<string, string>, protocolVersion: string, signal: AbortSignal): Promise<Response> => {
+  const statelessCall = async (messages: JsonRpcMessage[], batch: boolean, claims: RouteClaims, cors: Record<string, string>, protocolVersion: string, signal: AbortSignal): Promise<Response> => {
     if (!messages.some(isRequest)) return new Response(null, { status: 202, headers: cors });
     // A call without a session still runs a server (a child, on stdio routes): it counts.
     const full = refuseNewSession(claims, cors, messages.find(isRequest)?.id);
@@ -189,7 +194,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
    * The HTTP+SSE transport of 2024-11-05, still what some clients speak: GET /<route>/sse opens
    * the session's stream, whose `endpoint` event names /<route>/message?session=… for POSTs.
    */
-  const legacy = async (req: Request, url: URL, claims: AccessTokenClaims, cors: Record<string, string>): Promise<Response> => {
+  const legacy = async (req: Request, url: URL, claims: RouteClaims, cors: Record<string, string>): Promise<Response> => {
     if (url.pathname.endsWith('/sse')) {
       if (req.method !== 'GET') return new Response(null, { status: 405, headers: { ...cors, allow: 'GET' } });
       const full = refuseNewSession(claims, cors);
@@ -200,7 +205,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     }
     if (req.method !== 'POST') return new Response(null, { status: 405, headers: { ...cors, allow: 'POST' } });
     const session = sessions.get(url.searchParams.get('session') ?? '');
-    if (!session || session.userSub !== claims.sub) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
+    if (!session || session.userSub !== claims.sub || credentialChanged(session, claims)) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
     const body = await readMessages(req, cors);
     if (body instanceof Response) return body;
     await session.postLegacy(body.messages);
@@ -230,7 +235,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     }
     if (closing) return rpcError(503, ErrorCode.BackendFailed, 'the route is shutting down', { ...cors, 'retry-after': '1' });
 
-    let claims: AccessTokenClaims;
+    let claims: RouteClaims;
     if (config.server.insecureNoAuth) {
       claims = ANONYMOUS; // conformance testing on loopback only (refused at config load otherwise)
     } else {
@@ -242,6 +247,15 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       } catch (err) {
         if (err instanceof InvalidTokenError) return unauthorized(url.pathname, cors, err);
         throw err;
+      }
+      if (openCredential) {
+        // The user's own credential, sealed for this route alone, rides in the token: no store
+        // read. A token without one (issued before the route took credentials) or whose sealed
+        // value doesn't open for this user here is refused like an invalid token, so the client
+        // refreshes (and /token asks for the credential).
+        const credential = typeof claims.cred === 'string' ? openCredential(claims.cred, claims.sub) : undefined;
+        if (!credential) return unauthorized(url.pathname, cors, new InvalidTokenError('claims', `the access token carries no usable ${route.userCredential!.label} for ${route.path}; refresh it, or connect again`));
+        claims = { ...claims, credential };
       }
     }
 

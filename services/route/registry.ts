@@ -12,6 +12,7 @@ import type { AccessTokenClaims } from '../../lib/tokens/access-token.ts';
 import { sessionAssertions } from '../../lib/tokens/identity-assertion.ts';
 import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { compileToolPolicy } from '../../lib/mcp/tool-policy.ts';
+import type { RouteCredential } from '../../lib/tokens/route-credential.ts';
 
 // A route's sessions: the ones this instance holds (each with its backend: a child process or
 // an HTTP MCP server), their records in the store (written once, refreshed every
@@ -28,6 +29,8 @@ export interface SessionRecord {
   initializeParams: unknown;
   createdAt: number;
   lastSeen: number;
+  /** The version (never the value) of the user's own credential the session runs with. */
+  credentialVersion?: string;
 }
 
 export interface SessionRegistryDeps {
@@ -42,7 +45,10 @@ export interface SessionRegistryDeps {
 }
 
 /** Whose session it is: from the access token, or from the session record when resuming. */
-type SessionUser = Pick<AccessTokenClaims, 'sub' | 'client_id'> & { readonly email?: string };
+type SessionUser = Pick<AccessTokenClaims, 'sub' | 'client_id'> & { readonly email?: string; readonly credential?: RouteCredential };
+
+/** A verified access token, with the user's own credential opened from it when the route takes one. */
+export type RouteClaims = AccessTokenClaims & { readonly credential?: RouteCredential };
 
 export function createSessionRegistry(deps: SessionRegistryDeps) {
   const { route, log } = deps;
@@ -56,14 +62,18 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   const startBackend = (session: McpSession, user: SessionUser): Backend => {
     const events: BackendEvents = { message: (m, origin) => session.receive(m, origin), closed: (reason: string) => void session.end(reason) };
     const backendLog = log.child({ session: session.id });
+    // The user's own credential goes to their session's server alone: this child's environment,
+    // or this session's requests to the backend.
+    const inject = route.userCredential?.inject;
     if (route.type === 'stdio') {
-      const gatewayEnvironment = { MCP_FRONT_USER_SUB: user.sub, MCP_FRONT_USER_EMAIL: user.email ?? '' };
+      const gatewayEnvironment = { MCP_FRONT_USER_SUB: user.sub, MCP_FRONT_USER_EMAIL: user.email ?? '', ...(inject && user.credential ? { [inject.name]: user.credential.value } : {}) };
       return startStdioChild({ command: route.command, environment: route.environment, inherit: route.inheritEnv, gatewayEnvironment, sessionId: session.id, log: backendLog }, events);
     }
     const identityHeaders = assertionKey
       ? sessionAssertions(assertionKey, deps.clock, { issuer: deps.config.oauth.issuer, sub: user.sub, email: user.email ?? '', audience: route.backend!, route: route.path })
       : undefined;
-    return startHttpBackend({ url: route.backend!, headers: route.headers, googleIdTokenAudience: route.googleIdTokenAudience, identityHeaders, log: backendLog }, events);
+    const headers = inject?.kind === 'header' && user.credential ? { ...route.headers, [inject.name]: inject.template.replaceAll('{credential}', user.credential.value) } : route.headers;
+    return startHttpBackend({ url: route.backend!, headers, googleIdTokenAudience: route.googleIdTokenAudience, identityHeaders, log: backendLog }, events);
   };
 
   const openSession = (claims: SessionUser, id = randomToken(24), legacy = false): McpSession => {
@@ -72,6 +82,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       legacy,
       userSub: claims.sub,
       clientId: claims.client_id,
+      ...(claims.credential ? { credentialVersion: claims.credential.version } : {}),
       log,
       requestTimeoutMs: route.timeout,
       streamMaxMs: deps.config.server.streamTimeout,
@@ -108,6 +119,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       initializeParams: session.initializeParams ?? null,
       createdAt: records.get(session.id)?.createdAt ?? now,
       lastSeen: now,
+      ...(session.credentialVersion ? { credentialVersion: session.credentialVersion } : {}),
     };
     records.set(session.id, record);
     recordedAt.set(session.id, now);
@@ -126,12 +138,15 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   /** Single flight per (session, user): concurrent requests for a session being resumed wait for one resumption. */
   const resuming = new Map<string, Promise<McpSession | undefined>>();
 
-  const resume = async (id: string, sub: string): Promise<McpSession | undefined> => {
+  const resume = async (id: string, claims: RouteClaims): Promise<McpSession | undefined> => {
+    const sub = claims.sub;
     // The only store read on a request path, and only for a session this instance doesn't hold.
     const record = await deps.store.get<SessionRecord>('mcpSessions', id);
     if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
+    // Started with a credential the user has since replaced: over (the client initializes anew).
+    if (record.credentialVersion !== claims.credential?.version) return undefined;
     if (sessions.size >= route.maxSessionsPerInstance) throw new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
-    const session = openSession({ sub: record.userSub, client_id: record.clientId, ...(record.email ? { email: record.email } : {}) }, id);
+    const session = openSession({ sub: record.userSub, client_id: record.clientId, ...(record.email ? { email: record.email } : {}), ...(claims.credential ? { credential: claims.credential } : {}) }, id);
     session.protocolVersion = record.protocolVersion;
     session.initializeParams = record.initializeParams;
     records.set(id, record);
@@ -146,15 +161,29 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     return session;
   };
 
-  const sessionFor = async (id: string | null, claims: AccessTokenClaims): Promise<McpSession | undefined> => {
+  /**
+   * A token carrying another version of the user's credential than the session was started with:
+   * the user replaced (or deleted and gave again) their credential, and this token was issued
+   * since. The session ends, its record too, and the client initializes a new one, whose server
+   * gets the credential as it is now.
+   */
+  const credentialChanged = (session: McpSession, claims: RouteClaims): boolean => {
+    if (session.credentialVersion === claims.credential?.version) return false;
+    log.info('session ended: the user replaced their credential', { session: session.id, user: session.userSub });
+    void deps.store.delete('mcpSessions', session.id).catch((err: unknown) => log.warn('could not forget the session', { error: String(err) }));
+    void session.end('the user replaced their credential for this route');
+    return true;
+  };
+
+  const sessionFor = async (id: string | null, claims: RouteClaims): Promise<McpSession | undefined> => {
     if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
     const live = sessions.get(id);
     // Another user's session looks exactly like a missing one: nothing about it leaks.
-    if (live) return live.userSub === claims.sub ? live : undefined;
-    const key = `${id}\n${claims.sub}`;
+    if (live) return live.userSub === claims.sub && !credentialChanged(live, claims) ? live : undefined;
+    const key = `${id}\n${claims.sub}\n${claims.credential?.version ?? ''}`;
     let pending = resuming.get(key);
     if (!pending) {
-      pending = resume(id, claims.sub).finally(() => resuming.delete(key));
+      pending = resume(id, claims).finally(() => resuming.delete(key));
       resuming.set(key, pending);
     }
     return pending;
@@ -163,5 +192,5 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   /** What this instance keeps in memory about sessions, all told: zero once every session ended (the soak found a leak here). */
   const heldEntries = () => sessions.size + records.size + recordedAt.size + resuming.size;
 
-  return { sessions, openSession, recordSession, touch, sessionFor, heldEntries };
+  return { sessions, openSession, recordSession, touch, sessionFor, credentialChanged, heldEntries };
 }

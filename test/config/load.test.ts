@@ -151,3 +151,49 @@ describe('company controls (routes[].access, tools, identity)', () => {
     expect(config.routes[0]!.access).toEqual({ emails: [], domains: [], githubOrgs: ['acme-ops'] });
   });
 });
+
+describe('routes[].user_credential', () => {
+  const withRoutes = (routes: string, server = '') => `oauth:\n  issuer: http://127.0.0.1:8080\nroutes:\n${routes}${server}`;
+  const common = 'label: Notion key, instructions: "Settings → Integrations"';
+
+  it('reads an env credential for stdio and a header credential for http, the pattern kept as written', () => {
+    const config = parseConfig(
+      withRoutes(
+        `  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, help_url: "https://notion.example/keys", pattern: "secret_[A-Za-z0-9]+", env: NOTION_KEY } }\n` +
+          `  - { path: /crm, type: http, backend: "https://crm.example.com/mcp", user_credential: { ${common}, header: "Authorization: Bearer {credential}" } }\n` +
+          `  - { path: /raw, type: http, backend: "https://raw.example.com/mcp", user_credential: { ${common}, header: "X-Api-Key:{credential}" } }\n`,
+      ),
+      {},
+    );
+    const [db, crm, raw] = config.routes;
+    expect(db!.userCredential).toEqual({ label: 'Notion key', instructions: 'Settings → Integrations', helpUrl: 'https://notion.example/keys', pattern: 'secret_[A-Za-z0-9]+', inject: { kind: 'env', name: 'NOTION_KEY' } });
+    expect(crm!.userCredential!.inject).toEqual({ kind: 'header', name: 'Authorization', template: 'Bearer {credential}' });
+    expect(raw!.userCredential!.inject).toEqual({ kind: 'header', name: 'X-Api-Key', template: '{credential}' });
+  });
+
+  it.each([
+    ['a header on a stdio route', `  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, header: "A: {credential}" } }\n`, 'routes[0].user_credential.header: unknown key'],
+    ['an env on an http route', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_credential: { ${common}, env: KEY } }\n`, 'routes[0].user_credential.env: unknown key'],
+    ['no env on a stdio route', `  - { path: /db, type: stdio, command: [x], user_credential: { ${common} } }\n`, 'routes[0].user_credential.env'],
+    ['a header template without {credential}', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_credential: { ${common}, header: "Authorization: Bearer x" } }\n`, 'routes[0].user_credential.header: must be "Header-Name: value"'],
+    ['a header name with a space', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_credential: { ${common}, header: "Api Key: {credential}" } }\n`, 'routes[0].user_credential.header: must be'],
+    ['a header the gateway sets', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_credential: { ${common}, header: "X-MCP-Front-Assertion: {credential}" } }\n`, 'routes[0].user_credential.header: x-mcp-front-assertion is set by the gateway'],
+    ['a header also in headers', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", headers: { x-api-key: k }, user_credential: { ${common}, header: "X-Api-Key: {credential}" } }\n`, 'is also in headers'],
+    ['Authorization with a Google ID token', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", google_id_token_audience: a, user_credential: { ${common}, header: "Authorization: Bearer {credential}" } }\n`, 'carries the Google ID token'],
+    ['an env also in environment', `  - { path: /db, type: stdio, command: [x], environment: { KEY: fixed }, user_credential: { ${common}, env: KEY } }\n`, 'routes[0].user_credential.env: KEY is also in environment'],
+    ['an env of the gateway', `  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, env: MCP_FRONT_USER_EMAIL } }\n`, "MCP_FRONT_* names are the gateway's own"],
+    ['a pattern that is not a regular expression', `  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, pattern: "([a-z]", env: KEY } }\n`, 'routes[0].user_credential.pattern: is not a valid regular expression'],
+    ['a help_url that is not https', `  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, help_url: "javascript:alert(1)", env: KEY } }\n`, 'routes[0].user_credential.help_url'],
+    ['no label', `  - { path: /db, type: stdio, command: [x], user_credential: { instructions: x, env: KEY } }\n`, 'routes[0].user_credential.label'],
+  ])('refuses %s', (_name, routes, message) => {
+    expect(errorOf(withRoutes(routes))).toContain(message);
+  });
+
+  it('refuses user_credential with sign-in turned off', () => {
+    expect(errorOf(withRoutes(`  - { path: /db, type: stdio, command: [x], user_credential: { ${common}, env: KEY } }\n`, 'server:\n  insecure_no_auth: true\n'))).toContain('routes[0].user_credential: needs sign-in');
+  });
+
+  it('reserves /account for the authorization server', () => {
+    expect(errorOf(withRoutes('  - { path: /account, type: stdio, command: [x] }\n'))).toContain('routes[0].path: is reserved for the authorization server');
+  });
+});

@@ -187,6 +187,52 @@ describe('the IAM of every example plan, read as data', () => {
   });
 });
 
+describe('users\' own credentials in the plan', () => {
+  const yaml = `
+oauth:
+  issuer: https://mcp.example.com
+  gcp_project: p
+  provider: google
+  client_id: id
+  client_secret: \${SECRET}
+routes:
+  - { path: /notion, type: http, backend: "https://notion.example.com/mcp", user_credential: { label: Notion key, instructions: x, header: "Authorization: Bearer {credential}" } }
+  - { path: /db, type: stdio, command: [node, server.js], user_credential: { label: DB password, instructions: x, env: DB_PASSWORD } }
+  - { path: /wiki, type: http, backend: "https://wiki.example.com/mcp" }
+deploy:
+  secrets: { SECRET: s }
+`;
+  const config = parseConfig(yaml, { SECRET: '\${SECRET}' }, 'deploy.yaml');
+  const plan = buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
+  const readersOf = (secret: string) => plan.steps.filter((s) => s.command.includes('add-iam-policy-binding') && s.command[3] === secret).map((s) => s.command.find((a) => a.startsWith('--member='))!.split('@')[0]);
+  const deployOf = (service: string) => plan.steps.find((s) => s.command.slice(0, 4).join(' ') === `gcloud run deploy ${service}`)!.command.join(' ');
+
+  it('creates a sealing key and one key per credential route, each a fresh 256-bit key never printed', () => {
+    for (const secret of ['mcp-front-sealing-key', 'mcp-front-credential-key-notion', 'mcp-front-credential-key-db']) {
+      const create = plan.steps.find((s) => s.command.slice(0, 4).join(' ') === `gcloud secrets create ${secret}`)!;
+      expect(create.stdin).toEqual({ kind: 'new-credential-key' });
+      expect(renderPlan(plan)).toContain(`mcp-front keygen --credential-key | gcloud secrets create ${secret}`);
+    }
+    expect(plan.steps.some((s) => s.command.includes('mcp-front-credential-key-wiki'))).toBe(false);
+  });
+
+  it('the sealing key goes to the authorization server alone; each route key to it and its own route', () => {
+    expect(readersOf('mcp-front-sealing-key')).toEqual(['--member=serviceAccount:mcp-front-oauth']);
+    expect(readersOf('mcp-front-credential-key-notion')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-notion']);
+    expect(readersOf('mcp-front-credential-key-db')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-db']);
+    expect(deployOf('mcp-front-oauth')).toContain('MCP_FRONT_SEALING_KEY=mcp-front-sealing-key:latest,MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest,MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
+    expect(deployOf('mcp-route-notion')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest');
+    expect(deployOf('mcp-route-notion')).not.toContain('mcp-front-sealing-key');
+    expect(deployOf('mcp-route-notion')).not.toContain('credential-key-db');
+    expect(deployOf('mcp-route-db')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
+    expect(deployOf('mcp-route-wiki')).not.toContain('CREDENTIAL_KEY');
+  });
+
+  it('user credentials never expire by TTL: the collection is not in the TTL list', () => {
+    expect(plan.steps.some((s) => s.command.includes('--collection-group=userCredentials'))).toBe(false);
+  });
+});
+
 describe('identity: assertion in the plan', () => {
   const yaml = `
 oauth:

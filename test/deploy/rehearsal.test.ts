@@ -11,6 +11,7 @@ import { freePort } from '../../cli/dev-backend.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
+import { generateCredentialKey } from '../../lib/tokens/credential-keys.ts';
 import { generateSigningJwk } from '../../lib/tokens/keys.ts';
 import { buildDeployPlan, type DeployPlan, type PlanStep } from '../../infra/plan.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
@@ -233,7 +234,8 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
     const secrets: Record<string, string> = {};
     for (const step of plan.steps.filter((s) => s.stdin)) {
       const name = step.command[3]!;
-      secrets[name] = step.stdin!.kind === 'new-signing-key' ? JSON.stringify(await generateSigningJwk()) : storedSecret(step.stdin!.kind === 'secret-from-env' ? step.stdin!.variable : '');
+      const stdin = step.stdin!;
+      secrets[name] = stdin.kind === 'new-signing-key' ? JSON.stringify(await generateSigningJwk()) : stdin.kind === 'new-credential-key' ? generateCredentialKey() : storedSecret(stdin.variable);
     }
     const platform = { FIRESTORE_EMULATOR_HOST: emulator.host, GCE_METADATA_HOST: metadataHost, METADATA_SERVER_DETECTION: 'assume-present', NODE_EXTRA_CA_CERTS: tls.file };
     const standInBin = mkdtempSync(join(tmpdir(), 'mcp-front-server-image-'));

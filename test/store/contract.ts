@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../lib/clock.ts';
-import { StoreUnavailableError, type Store } from '../../lib/store/store.ts';
+import { COLLECTIONS, StoreUnavailableError, type Store } from '../../lib/store/store.ts';
 
 // One contract, every Store: what lib/oauth and lib/mcp rely on. Time is a ManualClock, so
 // expiry needs no sleeps.
@@ -58,6 +58,33 @@ export function storeContract(name: string, factory: () => StoreFactory): void {
       expect(await store.find('refreshTokens', 'grantId', 'a', 2)).toHaveLength(2);
       expect((await store.find('refreshTokens', 'generation', 4)).map((r) => r.id)).toEqual(['t4']);
       expect((await store.find('refreshTokens', 'retired', true)).map((r) => r.id).sort()).toEqual(['t0', 't2', 't4']);
+      await store.close();
+    });
+
+    it('every collection keeps, finds and lists its documents (the users\' own credentials included)', async () => {
+      const { store } = await setup();
+      for (const collection of COLLECTIONS) await store.put(collection, 'doc-1', { collection, userSub: 'u1', email: 'ada@example.com' });
+      for (const collection of COLLECTIONS) {
+        expect(await store.get(collection, 'doc-1')).toEqual({ collection, userSub: 'u1', email: 'ada@example.com' });
+        expect((await store.list(collection)).map((r) => r.id)).toEqual(['doc-1']);
+      }
+      await store.put('userCredentials', 'doc-2', { userSub: 'u2', email: 'bob@example.com', route: '/svc', sealed: 'v1.x' });
+      expect((await store.find('userCredentials', 'userSub', 'u2')).map((r) => r.id)).toEqual(['doc-2']);
+      expect((await store.find('userCredentials', 'email', 'ada@example.com')).map((r) => r.id)).toEqual(['doc-1']);
+      await store.close();
+    });
+
+    it('lists live documents only, honouring the limit', async () => {
+      const { store, clock } = await setup();
+      await store.put('grants', 'a', { n: 1 });
+      await store.put('grants', 'b', { n: 2 }, { expiresAt: clock.now() + 1000 });
+      await store.put('grants', 'c', { n: 3 });
+      await store.put('clients', 'other', { n: 4 });
+      expect((await store.list('grants')).map((r) => r.id).sort()).toEqual(['a', 'b', 'c']);
+      expect(await store.list('grants', 2)).toHaveLength(2);
+      clock.advance(1000);
+      expect((await store.list<{ n: number }>('grants')).map((r) => r.doc.n).sort()).toEqual([1, 3]);
+      expect(await store.list('codes')).toEqual([]);
       await store.close();
     });
 

@@ -20,6 +20,8 @@ export interface DevLoginOptions {
   readonly scope?: string;
   /** Carries the AS browser session between calls (one sign-in, many routes). */
   readonly cookie?: { value?: string };
+  /** More fields for the consent form: the user's own credentials a route takes (`credential-<route name>`). */
+  readonly consentFields?: Readonly<Record<string, string>>;
 }
 
 export interface DevLoginResult {
@@ -116,7 +118,7 @@ export async function obtainCode(target: OAuthTarget, options: DevLoginOptions):
     if (res.status === 200 && html.includes('name="email"')) {
       res = await go('/signin', formPost({ request: hiddenField(html, 'request'), csrf: hiddenField(html, 'csrf'), email: options.email }));
     } else if (res.status === 200 && html.includes('name="decision"')) {
-      res = await go('/consent', formPost({ request: hiddenField(html, 'request'), csrf: hiddenField(html, 'csrf'), decision: 'allow' }));
+      res = await go('/consent', formPost({ request: hiddenField(html, 'request'), csrf: hiddenField(html, 'csrf'), decision: 'allow', ...options.consentFields }));
     } else {
       throw new Error(`unexpected answer in the authorization flow (HTTP ${res.status}): ${html.slice(0, 300)}`);
     }

@@ -1,0 +1,90 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cli/dev-backend.ts';
+import { systemClock } from '../../lib/clock.ts';
+import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
+import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
+import { signAccessToken } from '../../lib/tokens/access-token.ts';
+import { generateCredentialKey, parseCredentialKey } from '../../lib/tokens/credential-keys.ts';
+import { loadKeySet, type KeySet } from '../../lib/tokens/keys.ts';
+import { sealForRoute } from '../../lib/tokens/route-credential.ts';
+import { exitOf } from '../support/stack-process.ts';
+
+// A route with user_credential as deployed: services/route/main.ts, tokens verified against the
+// issuer's JWKS, and nothing but its own credential key from the environment (deploy sets it
+// from the route's secret). It opens the credential sealed in the token, with no store of the
+// authorization server to read, and refuses to start without its key.
+
+const ROOT = join(import.meta.dirname, '../..');
+let jwks: Server;
+let keys: KeySet;
+let issuer = '';
+let dataDir = '';
+let configFile = '';
+const routeKey = generateCredentialKey();
+
+beforeAll(async () => {
+  const store = await openSqliteStore({ file: ':memory:', clock: systemClock });
+  keys = await loadKeySet(store, systemClock);
+  await store.close();
+  jwks = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: keys.published })));
+  await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+  issuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`;
+  dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-route-cred-'));
+  configFile = join(dataDir, 'config.yaml');
+  writeFileSync(
+    configFile,
+    `oauth:\n  issuer: ${issuer}\n  provider: dev\n  data_dir: ${dataDir}\nroutes:\n` +
+      `  - { path: /svc, type: stdio, command: [${process.execPath}, test/fixtures/tool-server.ts], environment: { TOOL_ECHO_ENV: SVC_TOKEN }, user_credential: { label: Token, instructions: x, env: SVC_TOKEN } }\n`,
+  );
+});
+afterAll(() => void jwks?.close());
+
+async function startRoute(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['services/route/main.ts'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', MCP_FRONT_CONFIG: configFile, MCP_FRONT_ROUTE: '/svc', PORT: String(port), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  return { child, url: `http://127.0.0.1:${port}`, output: () => out };
+}
+
+describe('a deployed route with user_credential', () => {
+  it('refuses to start without its credential key, saying which variable', async () => {
+    const { child, output } = await startRoute({});
+    expect(await exitOf(child)).toBe(1);
+    expect(output()).toContain('/svc: user_credential needs MCP_FRONT_CREDENTIAL_KEY_SVC');
+  });
+
+  it('opens the credential sealed for it in the token and gives it to the user\'s child', async () => {
+    const route = await startRoute({ MCP_FRONT_CREDENTIAL_KEY_SVC: routeKey });
+    try {
+      for (let i = 0; i < 100 && !route.output().includes('route listening'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const cred = sealForRoute(parseCredentialKey(routeKey, 'key'), { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v1', value: 'ada-secret-token' });
+      const { token } = await signAccessToken(keys.current, issuer, 600_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${issuer}/svc/mcp`, client_id: 'c', scope: 'mcp', cred });
+      const client = new Client({ name: 'entrypoint-test', version: '1' });
+      const transport = new StreamableHTTPClientTransport(new URL(`${route.url}/svc/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+      await client.connect(transport);
+      const result = (await client.callTool({ name: 'whoami', arguments: {} })) as { content: Array<{ text: string }> };
+      expect(JSON.parse(result.content[0]!.text)).toMatchObject({ email: 'ada@example.com', env: { SVC_TOKEN: 'ada-secret-token' } });
+      await transport.terminateSession();
+      await client.close();
+      expect(route.output()).not.toContain('ada-secret-token');
+      // The route wrote only session records: no key of its own, nothing of the authorization server's.
+      const store = await openSqliteStore({ file: join(dataDir, 'mcp-front.sqlite'), clock: systemClock });
+      try {
+        expect(await store.list('keys')).toEqual([]);
+        expect(await store.list('userCredentials')).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      route.child.kill('SIGTERM');
+      expect(await exitOf(route.child)).toBe(0);
+    }
+  });
+});
