@@ -10,7 +10,7 @@ import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
-import { createSessionRegistry, type SessionRecord } from './registry.ts';
+import { createSessionRegistry, type SessionRecord, type SessionRegistryDeps } from './registry.ts';
 
 // A route: one MCP endpoint behind the gateway's sign-in. Checks, in order: Origin (DNS
 // rebinding), the bearer token and its audience, the protocol version, the body; then the
@@ -28,6 +28,8 @@ export interface RouteServiceDeps {
   readonly keepaliveMs?: number;
   /** The identity-assertion key, for an http route with `identity: assertion` (lib/tokens/keys.ts). */
   readonly assertionKey?: SigningKey;
+  /** One owner per session across instances (registry.ts, ownership.ts). */
+  readonly ownership?: SessionRegistryDeps['ownership'];
 }
 
 export interface RouteService {
@@ -298,6 +300,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       await Promise.race([Promise.all([...sessions.values()].map((s) => s.drained())), new Promise((resolve) => (timer = setTimeout(resolve, drainMs)))]);
       clearTimeout(timer);
       await Promise.all([...sessions.values()].map((s) => s.end('the gateway is shutting down')));
+      await registry.close();
     },
     sessionCount: () => sessions.size,
     heldEntries: registry.heldEntries,
