@@ -46,7 +46,7 @@ export interface DeployPlan {
 /** Collections whose documents carry `expireAt` (see lib/store), by database: Firestore deletes them itself. */
 export const TTL_COLLECTIONS = {
   auth: ['codes', 'authRequests', 'refreshTokens', 'grants', 'consents', 'rateBuckets', 'browserSessions', 'clients', 'clientMetadata', 'keys'],
-  sessions: ['mcpSessions'],
+  sessions: ['mcpSessions', 'routeInstances', 'mcpRelay'],
 } as const;
 
 const APIS = ['run', 'cloudbuild', 'artifactregistry', 'firestore', 'firebaserules', 'secretmanager', 'compute', 'iam'].map((a) => `${a}.googleapis.com`);

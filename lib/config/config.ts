@@ -132,6 +132,8 @@ export interface ServerConfig {
   readonly requestTimeout: number;
   /** ms; GET and legacy SSE streams end (with a retry hint) after this. */
   readonly streamTimeout: number;
+  /** ms; a route instance silent this long is gone: its sessions may be taken over (services/route/ownership.ts). */
+  readonly sessionLease: number;
   /** Proxy hops whose X-Forwarded-For entries are believed (lib/http/client-ip.ts). */
   readonly trustedProxies: number;
   readonly allowedOrigins: readonly string[];

@@ -176,7 +176,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       rateLimits: o.rate_limits,
     },
     routes,
-    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, requestTimeout: c.server.request_timeout, streamTimeout: c.server.stream_timeout, trustedProxies: c.server.trusted_proxies, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
+    server: { host: c.server.host, port: c.server.port, healthPath: c.server.health_path, requestTimeout: c.server.request_timeout, streamTimeout: c.server.stream_timeout, sessionLease: c.server.session_lease, trustedProxies: c.server.trusted_proxies, allowedOrigins: c.server.allowed_origins, insecureNoAuth: c.server.insecure_no_auth },
     deploy: { region: c.deploy.region, repository: c.deploy.repository, secrets: c.deploy.secrets, functionMinInstances: c.deploy.function_min_instances },
   });
 }

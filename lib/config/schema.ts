@@ -229,6 +229,11 @@ export const configSchema = z
         /** GET and legacy SSE streams are ended (with a retry hint) after this, before Cloud Run's 60-minute request limit cuts them. */
         stream_timeout: duration.prefault('55m'),
         /**
+         * A route instance not heard from for this long is gone, and the sessions it ran may be taken
+         * over by another (services/route/ownership.ts). Renewed every third of it.
+         */
+        session_lease: duration.prefault('30s'),
+        /**
          * Proxies in front of the gateway whose X-Forwarded-For entries are believed, counting the
          * socket peer as the first: 0 on a bare host, 1 on Cloud Run reached directly, 2 behind
          * Google's external load balancer. Too many lets a client choose its own address.

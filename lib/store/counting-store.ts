@@ -1,4 +1,4 @@
-import type { Store } from './store.ts';
+import type { Collection, Doc, DocChange, Store } from './store.ts';
 
 // A store that counts what goes through it: the benchmark and tests use it to show the MCP
 // hot path does no store work at all.
@@ -21,6 +21,9 @@ export function countingStore(inner: Store): Store & { readonly counts: StoreCou
     put: (c, id, d, o) => (counts.writes++, inner.put(c, id, d, o)),
     create: (c, id, d, o) => (counts.writes++, inner.create(c, id, d, o)),
     delete: (c, id) => (counts.writes++, inner.delete(c, id)),
+    // Firestore bills a listener one read per document it delivers added or changed (not removed).
+    watch: <T extends Doc>(c: Collection, f: string, v: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void, onError?: (err: Error) => void) =>
+      inner.watch<T>(c, f, v, (changes) => ((counts.reads += changes.filter((change) => change.doc !== undefined).length), listener(changes)), onError),
     transaction: (fn) => (counts.transactions++, inner.transaction(fn)),
     ping: () => inner.ping(),
     close: () => inner.close(),

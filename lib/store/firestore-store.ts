@@ -1,6 +1,6 @@
 import { Firestore, Timestamp, type DocumentSnapshot } from '@google-cloud/firestore';
 import type { Clock } from '../clock.ts';
-import { StoreUnavailableError, type Collection, type Doc, type PutOptions, type Store, type Transaction } from './store.ts';
+import { StoreUnavailableError, type Collection, type Doc, type DocChange, type PutOptions, type Store, type Transaction } from './store.ts';
 
 // The production store. The only file that imports @google-cloud/firestore. Documents are
 // stored as they are, plus `expireAt` (a Timestamp) when they expire, which the TTL policies
@@ -101,6 +101,36 @@ class FirestoreStore implements Store {
     });
   }
 
+  watch<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void, onError?: (err: Error) => void): () => void {
+    // A document that expired is as good as deleted; it is reported gone only if it was reported at all.
+    const shown = new Set<string>();
+    const stop = this.#db
+      .collection(this.#prefix + collection)
+      .where(field, '==', value)
+      .onSnapshot(
+        (snapshot) => {
+          const changes: Array<DocChange<T>> = [];
+          for (const change of snapshot.docChanges()) {
+            const id = decodeId(change.doc.id);
+            const doc = change.type === 'removed' ? undefined : this.#live<T>(change.doc);
+            if (doc === undefined && !shown.delete(id)) continue;
+            if (doc !== undefined) shown.add(id);
+            changes.push({ id, doc });
+          }
+          if (changes.length) listener(changes);
+        },
+        (err) => onError?.(err),
+      );
+    this.#watches.add(stop);
+    return () => {
+      this.#watches.delete(stop);
+      stop();
+    };
+  }
+
+  /** Listeners still running: close() ends them. */
+  readonly #watches = new Set<() => void>();
+
   transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R> {
     // Once the caller has been told "unavailable", no retry of this transaction may commit:
     // a grant must not appear after its request already failed.
@@ -155,6 +185,8 @@ class FirestoreStore implements Store {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.#inflight]), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
     clearTimeout(timer);
+    for (const stop of this.#watches) stop();
+    this.#watches.clear();
     await this.#db.terminate();
   }
 }

@@ -2,13 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Clock } from '../clock.ts';
-import { StoreUnavailableError, type Collection, type Doc, type PutOptions, type Store, type Transaction } from './store.ts';
+import { StoreUnavailableError, type Collection, type Doc, type DocChange, type PutOptions, type Store, type Transaction } from './store.ts';
 
 // The embedded store: one SQLite file (WAL, so several processes can share it), one table of
 // JSON documents. Expiry is checked in every query against the injected clock; a sweep deletes
 // expired rows at most once a minute.
 
 const SWEEP_EVERY_MS = 60_000;
+/** How often a store with live queries looks for commits by other connections (PRAGMA data_version: one cheap read). */
+const WATCH_POLL_MS = 50;
 const MAX_ATTEMPTS = 10;
 
 /** Fields `find` queries, indexed so lookups stay O(log n). */
@@ -17,6 +19,8 @@ const INDEXED: ReadonlyArray<[Collection, string]> = [
   ['grants', 'clientId'],
   ['refreshTokens', 'grantId'],
   ['mcpSessions', 'userSub'],
+  ['mcpSessions', 'owner'],
+  ['mcpRelay', 'to'],
   ['keys', 'retired'],
   ['consents', 'userSub'],
   ['userCredentials', 'userSub'],
@@ -51,6 +55,10 @@ class SqliteStore implements Store {
   #queue: Promise<unknown> = Promise.resolve();
   #lastSweep = 0;
   #closed = false;
+  readonly #watches = new Set<SqliteWatch>();
+  #poll?: NodeJS.Timeout;
+  #dataVersion = -1;
+  #refreshQueued = false;
 
   constructor(db: DatabaseSync, clock: Clock) {
     this.#db = db;
@@ -70,17 +78,20 @@ class SqliteStore implements Store {
 
   async put(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<void> {
     await this.#run(() => void this.#upsert.run(collection, id, JSON.stringify(doc), options?.expiresAt ?? null));
+    this.#changed();
     this.#sweepSometimes();
   }
 
   async create(collection: Collection, id: string, doc: Doc, options?: PutOptions): Promise<boolean> {
     const result = await this.#run(() => this.#insertUnlessLive.run(collection, id, JSON.stringify(doc), options?.expiresAt ?? null, this.#clock.now()));
+    this.#changed();
     this.#sweepSometimes();
     return Number(result.changes) > 0;
   }
 
   async delete(collection: Collection, id: string): Promise<void> {
     await this.#run(() => void this.#remove.run(collection, id));
+    this.#changed();
   }
 
   async find<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, limit = 1000): Promise<Array<{ id: string; doc: T }>> {
@@ -110,7 +121,10 @@ class SqliteStore implements Store {
     const next = this.#queue.then(async () => {
       for (let attempt = 1; ; attempt++) {
         const { result, commit } = await this.#attempt(fn);
-        if (this.#run(commit)) return result;
+        if (this.#run(commit)) {
+          this.#changed();
+          return result;
+        }
         if (attempt === MAX_ATTEMPTS) throw new StoreUnavailableError(`SQLite store: transaction still contended after ${MAX_ATTEMPTS} attempts`);
       }
     });
@@ -158,6 +172,64 @@ class SqliteStore implements Store {
     return { result, commit };
   }
 
+  watch<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void): () => void {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new TypeError(`not a field name: ${field}`);
+    const query = this.#db.prepare(`SELECT id, doc, expires_at FROM docs WHERE collection = ? AND json_extract(doc, '$.${field}') = ? AND (expires_at IS NULL OR expires_at > ?)`);
+    const watch: SqliteWatch = { collection, value: typeof value === 'boolean' ? Number(value) : value, query, shown: new Map(), nextExpiry: Infinity, listener: listener as SqliteWatch['listener'] };
+    this.#watches.add(watch);
+    this.#poll ??= setInterval(() => this.#pollOthers(), WATCH_POLL_MS).unref();
+    // The first delivery (what is there now) comes asynchronously, as every later one does.
+    setImmediate(() => this.#watches.has(watch) && this.#evaluate(watch));
+    return () => {
+      this.#watches.delete(watch);
+      if (!this.#watches.size && this.#poll) {
+        clearInterval(this.#poll);
+        this.#poll = undefined;
+      }
+    };
+  }
+
+  /** This connection wrote: every live query looks again, once, after the current turn. */
+  #changed(): void {
+    if (!this.#watches.size || this.#refreshQueued) return;
+    this.#refreshQueued = true;
+    setImmediate(() => {
+      this.#refreshQueued = false;
+      for (const watch of this.#watches) this.#evaluate(watch);
+    });
+  }
+
+  /** Another connection (another process) committed, or a shown document expired: look again. */
+  #pollOthers(): void {
+    if (this.#closed) return;
+    const version = (this.#db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version;
+    const moved = version !== this.#dataVersion;
+    this.#dataVersion = version;
+    const now = this.#clock.now();
+    for (const watch of this.#watches) if (moved || watch.nextExpiry <= now) this.#evaluate(watch);
+  }
+
+  #evaluate(watch: SqliteWatch): void {
+    if (this.#closed) return;
+    const rows = watch.query.all(watch.collection, watch.value, this.#clock.now()) as Array<{ id: string; doc: string; expires_at: number | null }>;
+    const changes: DocChange[] = [];
+    const seen = new Set<string>();
+    watch.nextExpiry = Infinity;
+    for (const row of rows) {
+      seen.add(row.id);
+      if (row.expires_at !== null) watch.nextExpiry = Math.min(watch.nextExpiry, row.expires_at);
+      if (watch.shown.get(row.id) === row.doc) continue;
+      watch.shown.set(row.id, row.doc);
+      changes.push({ id: row.id, doc: JSON.parse(row.doc) as Doc });
+    }
+    for (const id of watch.shown.keys()) {
+      if (seen.has(id)) continue;
+      watch.shown.delete(id);
+      changes.push({ id, doc: undefined });
+    }
+    if (changes.length) watch.listener(changes);
+  }
+
   async ping(): Promise<void> {
     this.#run(() => this.#db.prepare('SELECT 1').get());
   }
@@ -165,6 +237,8 @@ class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#watches.clear();
+    clearInterval(this.#poll);
     await this.#queue;
     this.#db.close();
   }
@@ -200,4 +274,16 @@ class SqliteStore implements Store {
   #sweepSometimes(): void {
     if (this.#clock.now() - this.#lastSweep >= SWEEP_EVERY_MS && !this.#db.isTransaction) this.#run(() => this.#sweep());
   }
+}
+
+/** One live query of a SQLite store: what it last reported, to report only what changed. */
+interface SqliteWatch {
+  readonly collection: Collection;
+  readonly value: string | number;
+  readonly query: StatementSync;
+  /** id → the JSON text last reported. */
+  readonly shown: Map<string, string>;
+  /** The earliest expiry among the documents shown: the query looks again then. */
+  nextExpiry: number;
+  readonly listener: (changes: ReadonlyArray<DocChange>) => void;
 }

@@ -16,7 +16,9 @@ export type Collection =
   | 'users' // per-user state: revocation
   | 'userCredentials' // each user's own credential for a route, sealed; keyed by SHA-256 of (user, route)
   | 'keys' // token signing keys (local mode)
-  | 'mcpSessions' // MCP sessions, so any instance can serve them
+  | 'mcpSessions' // MCP sessions, so any instance can serve them; `owner`/`epoch` say which instance runs it
+  | 'routeInstances' // a route instance's lease: alive while its document is (services/route/ownership.ts)
+  | 'mcpRelay' // messages between the instance holding a client's stream and the session's owner (lib/mcp/relay.ts)
   | 'rateBuckets' // rate-limit counters
   | 'audit';
 
@@ -33,6 +35,8 @@ export const COLLECTIONS: readonly Collection[] = [
   'userCredentials',
   'keys',
   'mcpSessions',
+  'routeInstances',
+  'mcpRelay',
   'rateBuckets',
   'audit',
 ];
@@ -47,6 +51,12 @@ export interface PutOptions {
    * backend deletes it later (SQLite sweep; Firestore TTL policy on the `expireAt` field).
    */
   expiresAt?: number;
+}
+
+/** One document's change, as `watch` tells it: `doc` undefined when it is gone. */
+export interface DocChange<T extends Doc = Doc> {
+  readonly id: string;
+  readonly doc: T | undefined;
 }
 
 /** Reads and writes inside one atomic unit. All reads must come before the first write (Firestore's rule). */
@@ -75,6 +85,15 @@ export interface Store {
    * may run more than once and must not have side effects outside `tx`.
    */
   transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R>;
+  /**
+   * A live query: `listener` first gets every live document whose top-level `field` equals
+   * `value`, then each change as it lands (from this process or another): a document added or
+   * replaced comes with its `doc`, one deleted (or that no longer matches) with `doc` undefined.
+   * Changes to one document arrive in the order they were written. Firestore: a real-time
+   * listener (onSnapshot); SQLite: in-process events plus a cheap poll for other processes'
+   * commits. Returns the function that stops it; `onError` hears a listener the backend ended.
+   */
+  watch<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void, onError?: (err: Error) => void): () => void;
   /** Cheap round trip for readiness checks; throws StoreUnavailableError when the backend is down. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -10,7 +10,7 @@ import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
-import { createSessionRegistry, type RouteClaims, type SessionRecord } from './registry.ts';
+import { createSessionRegistry, type RouteClaims, type SessionRecord, type SessionRegistryDeps } from './registry.ts';
 import { routeCredentialOpener } from '../../lib/tokens/route-credential.ts';
 
 // A route: one MCP endpoint behind the gateway's sign-in. Checks, in order: Origin (DNS
@@ -31,6 +31,8 @@ export interface RouteServiceDeps {
   readonly assertionKey?: SigningKey;
   /** This route's own credential key, for a route with `user_credential` (lib/tokens/credential-keys.ts). */
   readonly credentialKey?: Uint8Array;
+  /** One owner per session across instances (registry.ts, ownership.ts). */
+  readonly ownership?: SessionRegistryDeps['ownership'];
 }
 
 export interface RouteService {
@@ -313,6 +315,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       await Promise.race([Promise.all([...sessions.values()].map((s) => s.drained())), new Promise((resolve) => (timer = setTimeout(resolve, drainMs)))]);
       clearTimeout(timer);
       await Promise.all([...sessions.values()].map((s) => s.end('the gateway is shutting down')));
+      await registry.close();
     },
     sessionCount: () => sessions.size,
     heldEntries: registry.heldEntries,

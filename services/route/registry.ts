@@ -13,6 +13,9 @@ import { sessionAssertions } from '../../lib/tokens/identity-assertion.ts';
 import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { compileToolPolicy } from '../../lib/mcp/tool-policy.ts';
 import type { RouteCredential } from '../../lib/tokens/route-credential.ts';
+import { startRelay, type RelayServe } from '../../lib/mcp/relay.ts';
+import { startOwnership, type SessionOwnership } from './ownership.ts';
+import { RemoteSession } from './remote-session.ts';
 
 // A route's sessions: the ones this instance holds (each with its backend: a child process or
 // an HTTP MCP server), their records in the store (written once, refreshed every
@@ -31,7 +34,14 @@ export interface SessionRecord {
   lastSeen: number;
   /** The version (never the value) of the user's own credential the session runs with. */
   credentialVersion?: string;
+  /** The instance running the session's server (ownership.ts); null once it let the session go. */
+  owner?: string | null;
+  /** Fencing epoch: one more at each takeover. */
+  epoch?: number;
 }
+
+/** Default instance lease (ownership.ts): renewed every third of it. */
+export const DEFAULT_LEASE_MS = 30_000;
 
 export interface SessionRegistryDeps {
   readonly config: Pick<Config, 'server' | 'oauth'>;
@@ -42,6 +52,11 @@ export interface SessionRegistryDeps {
   readonly keepaliveMs?: number;
   /** Signs identity assertions; required by an http route with `identity: assertion`. */
   readonly assertionKey?: SigningKey;
+  /**
+   * One owner per session (ownership.ts, relay.ts). Engaged by default when the store is shared
+   * by instances (Firestore); a single process on SQLite keeps sessions to itself and pays nothing.
+   */
+  readonly ownership?: { readonly engaged?: boolean; readonly leaseMs?: number };
 }
 
 /** Whose session it is: from the access token, or from the session record when resuming. */
@@ -92,6 +107,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       toolPolicy,
       onEnd: (s) => {
         sessions.delete(s.id);
+        ownership?.release(s.id);
         recordedAt.delete(s.id);
         records.delete(s.id);
         // The record in the store stays: another instance (or this one, restarted) may carry the
@@ -121,31 +137,65 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       lastSeen: now,
       ...(session.credentialVersion ? { credentialVersion: session.credentialVersion } : {}),
     };
+    const first = !records.has(session.id);
     records.set(session.id, record);
     recordedAt.set(session.id, now);
     // One write per session start and per idle_timeout/2, never per call; a store outage must
     // not break the session itself, only its resumption elsewhere.
-    await deps.store.put('mcpSessions', session.id, record, { expiresAt: now + route.idleTimeout }).catch((err: unknown) => log.warn('could not record the session', { error: String(err) }));
+    const failed = (err: unknown) => log.warn('could not record the session', { error: String(err) });
+    if (!ownership) return void (await deps.store.put('mcpSessions', session.id, record, { expiresAt: now + route.idleTimeout }).catch(failed));
+    // Owned: a new session's record names this instance (after its lease is written); a refresh
+    // lands only while the session is still ours, so it never brings back a deleted record.
+    if (session.ended) return;
+    const epoch = ownership.epochOf(session.id);
+    if (epoch === undefined) {
+      if (!first) return;
+      try {
+        await ownership.leased();
+        await deps.store.put('mcpSessions', session.id, { ...record, owner: ownership.instanceId, epoch: 1 }, { expiresAt: now + route.idleTimeout });
+        ownership.adopt(session.id);
+      } catch (err) {
+        failed(err);
+      }
+      return;
+    }
+    await ownership.refresh(session.id, { ...record, owner: ownership.instanceId, epoch }, now + route.idleTimeout).catch(failed);
   };
 
-  const touch = (session: McpSession) => {
-    const last = recordedAt.get(session.id);
-    const record = records.get(session.id);
-    if (last === undefined || !record || deps.clock.now() - last < route.idleTimeout / 2) return;
+  const touch = ({ id }: { readonly id: string }) => {
+    const last = recordedAt.get(id);
+    const record = records.get(id);
+    const session = sessions.get(id);
+    if (last === undefined || !record || !session || deps.clock.now() - last < route.idleTimeout / 2) return;
     void recordSession(session, { sub: record.userSub, client_id: record.clientId, email: record.email ?? undefined });
   };
 
   /** Single flight per (session, user): concurrent requests for a session being resumed wait for one resumption. */
-  const resuming = new Map<string, Promise<McpSession | undefined>>();
+  const resuming = new Map<string, Promise<McpSession | RemoteSession | undefined>>();
 
-  const resume = async (id: string, claims: RouteClaims): Promise<McpSession | undefined> => {
+  const resume = async (id: string, claims: RouteClaims): Promise<McpSession | RemoteSession | undefined> => {
     const sub = claims.sub;
     // The only store read on a request path, and only for a session this instance doesn't hold.
-    const record = await deps.store.get<SessionRecord>('mcpSessions', id);
+    let record = await deps.store.get<SessionRecord>('mcpSessions', id);
     if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
     // Started with a credential the user has since replaced: over (the client initializes anew).
     if (record.credentialVersion !== claims.credential?.version) return undefined;
-    if (sessions.size >= route.maxSessionsPerInstance) throw new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
+    const full = () => new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
+    if (!ownership && sessions.size >= route.maxSessionsPerInstance) throw full();
+    if (ownership) {
+      // Owned elsewhere by a live instance: relay. Otherwise (no owner, or its lease lapsed) take it over.
+      for (let attempt = 0; ; attempt++) {
+        if (record.owner && record.owner !== ownership.instanceId && (await ownership.alive(record.owner))) return remote(id, claims, record.owner);
+        if (sessions.size >= route.maxSessionsPerInstance) throw full();
+        const taken = await ownership.takeOver(id, record, deps.clock.now() + route.idleTimeout);
+        if (taken) {
+          record = taken as SessionRecord;
+          break;
+        }
+        record = await deps.store.get<SessionRecord>('mcpSessions', id);
+        if (!record || record.route !== route.path || record.userSub !== sub || attempt === 2) return undefined;
+      }
+    }
     const session = openSession({ sub: record.userSub, client_id: record.clientId, ...(record.email ? { email: record.email } : {}), ...(claims.credential ? { credential: claims.credential } : {}) }, id);
     session.protocolVersion = record.protocolVersion;
     session.initializeParams = record.initializeParams;
@@ -175,7 +225,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     return true;
   };
 
-  const sessionFor = async (id: string | null, claims: RouteClaims): Promise<McpSession | undefined> => {
+  const sessionFor = async (id: string | null, claims: RouteClaims): Promise<McpSession | RemoteSession | undefined> => {
     if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
     const live = sessions.get(id);
     // Another user's session looks exactly like a missing one: nothing about it leaks.
@@ -190,7 +240,29 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   };
 
   /** What this instance keeps in memory about sessions, all told: zero once every session ended (the soak found a leak here). */
-  const heldEntries = () => sessions.size + records.size + recordedAt.size + resuming.size;
+  const heldEntries = () => sessions.size + records.size + recordedAt.size + resuming.size + (relay?.openStreams() ?? 0);
 
-  return { sessions, openSession, recordSession, touch, sessionFor, credentialChanged, heldEntries };
+  // ---- one owner per session (ownership.ts), calls relayed to it (lib/mcp/relay.ts) ----
+  const leaseMs = deps.ownership?.leaseMs ?? deps.config.server.sessionLease ?? DEFAULT_LEASE_MS;
+  const ownership: SessionOwnership | undefined =
+    (deps.ownership?.engaged ?? deps.store.kind === 'firestore')
+      ? startOwnership({ store: deps.store, clock: deps.clock, log, route: route.path, leaseMs, recordTtlMs: route.idleTimeout, onLost: (id, reason) => void sessions.get(id)?.end(`this instance no longer runs the session: ${reason}`) })
+      : undefined;
+  /** The owner's side of a relayed call: answered exactly as a call made here. */
+  const serveRelayed: RelayServe = async (call, signal) => {
+    const session = sessions.get(call.session);
+    if (!session || session.ended) return undefined;
+    touch(session);
+    return call.kind === 'post' ? session.post(call.messages, call.batch, signal, call.headers) : session.openStream(signal, call.headers);
+  };
+  const relay = ownership ? startRelay({ store: deps.store, instanceId: ownership.instanceId, clock: deps.clock, log, serve: serveRelayed, keepaliveMs: deps.keepaliveMs ?? 15_000 }) : undefined;
+  const remote = (id: string, claims: RouteClaims, owner: string) => new RemoteSession(id, claims.sub, owner, { relay: relay!, ownership: ownership!, leaseMs, requestTimeoutMs: route.timeout, find: () => sessionFor(id, claims) });
+
+  /** Ends this instance's part: its relayed streams, its listeners, its lease (after its sessions ended and let go). */
+  const close = async () => {
+    relay?.close();
+    await ownership?.close();
+  };
+
+  return { sessions, openSession, recordSession, touch, sessionFor, credentialChanged, heldEntries, close, instanceId: ownership?.instanceId };
 }

@@ -49,7 +49,7 @@ describe('parseConfig', () => {
     expect(config.oauth.refreshGrace).toBe(60_000);
     expect(config.routes[0]).toMatchObject({ name: 'db', type: 'stdio', timeout: 300_000, environment: { DATABASE_URL: 'postgres://db' } });
     expect(config.routes[1]).toMatchObject({ name: 'notion', type: 'http', backend: 'https://notion.example.com/mcp' });
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, requestTimeout: 30_000, streamTimeout: 55 * 60_000, trustedProxies: 0, healthPath: '/health', allowedOrigins: [], insecureNoAuth: false });
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8080, requestTimeout: 30_000, streamTimeout: 55 * 60_000, sessionLease: 30_000, trustedProxies: 0, healthPath: '/health', allowedOrigins: [], insecureNoAuth: false });
     expect(Object.isFrozen(config.oauth.allowedDomains)).toBe(true);
   });
 

@@ -31,6 +31,9 @@ routes:
     command: [node, examples/demo-server/server.ts]
 server:
   port: \${MCP_FRONT_PORT}
+  # On Firestore the killed process's lease must lapse before the restarted one (a new
+  # instance) takes the session over: a short lease keeps the test short.
+  session_lease: 3s
 `;
 }
 

@@ -147,6 +147,58 @@ export function storeContract(name: string, factory: () => StoreFactory): void {
       await store.close();
     }, 120_000);
 
+    /** Collects a watch's deliveries; `until` waits for a condition on them. */
+    const watching = (store: Store, field: string, value: string) => {
+      const seen: Array<{ id: string; doc: unknown }> = [];
+      const stop = store.watch('mcpRelay', field, value, (changes) => seen.push(...changes.map((c) => ({ id: c.id, doc: c.doc }))));
+      const until = async (ok: () => boolean) => {
+        for (let i = 0; i < 400 && !ok(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+        expect(ok()).toBe(true);
+      };
+      return { seen, stop, until };
+    };
+
+    it('watch reports what matches, then each add, change and delete in order, and nothing once stopped', async () => {
+      const { store } = await setup();
+      await store.put('mcpRelay', 'before', { to: 'a', n: 0 });
+      await store.put('mcpRelay', 'elsewhere', { to: 'b', n: 0 });
+      const w = watching(store, 'to', 'a');
+      await w.until(() => w.seen.length === 1);
+      expect(w.seen).toEqual([{ id: 'before', doc: { to: 'a', n: 0 } }]);
+      await store.put('mcpRelay', 'm1', { to: 'a', n: 1 });
+      await w.until(() => w.seen.some((c) => c.id === 'm1'));
+      await store.put('mcpRelay', 'm1', { to: 'a', n: 2 });
+      await w.until(() => w.seen.some((c) => c.id === 'm1' && (c.doc as { n: number } | undefined)?.n === 2));
+      await store.delete('mcpRelay', 'm1');
+      // A document that stops matching leaves the query as a deleted one does.
+      await store.put('mcpRelay', 'before', { to: 'b', n: 0 });
+      await w.until(() => w.seen.filter((c) => c.doc === undefined).length === 2);
+      const m1 = w.seen.filter((c) => c.id === 'm1').map((c) => (c.doc as { n: number } | undefined)?.n ?? 'gone');
+      expect(m1).toEqual([1, 2, 'gone']);
+      expect(w.seen.filter((c) => c.id === 'before').at(-1)).toEqual({ id: 'before', doc: undefined });
+      expect(w.seen.some((c) => c.id === 'elsewhere')).toBe(false);
+      w.stop();
+      const count = w.seen.length;
+      await store.put('mcpRelay', 'late', { to: 'a', n: 3 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(w.seen).toHaveLength(count);
+      await store.close();
+    }, 30_000);
+
+    it("watch sees another connection's writes (another process on the same store)", async () => {
+      const { store, clock, f } = await setup();
+      const other = await f.reopen(clock);
+      const w = watching(store, 'to', 'x');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await other.put('mcpRelay', 'from-other', { to: 'x', text: 'hello' });
+      await w.until(() => w.seen.some((c) => c.id === 'from-other'));
+      await other.delete('mcpRelay', 'from-other');
+      await w.until(() => w.seen.some((c) => c.id === 'from-other' && c.doc === undefined));
+      w.stop();
+      await other.close();
+      await store.close();
+    }, 30_000);
+
     it('documents survive closing and reopening the store', async () => {
       const { store, clock, f } = await setup();
       await store.put('keys', 'current', { kid: 'k1' });
