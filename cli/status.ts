@@ -1,7 +1,7 @@
 import { ServicesClient, type protos } from '@google-cloud/run';
 import { OAuth2Client } from 'google-auth-library';
 import type { Config, RouteConfig } from '../lib/config/config.ts';
-import { checkDeployable, MAX_CLOUD_RUN_TIMEOUT_MS, serviceAccount, serviceName } from '../infra/names.ts';
+import { checkDeployable, SERVICE_TIMEOUT_S, serviceAccount, serviceName } from '../infra/names.ts';
 import { DeployError } from './deploy-error.ts';
 import { gcloudAccessToken } from './gcloud-token.ts';
 
@@ -104,7 +104,8 @@ function driftOf(found: Service, config: Config, project: string, route: RouteCo
   const env = new Map((template.containers?.[0]?.env ?? []).map((e) => [e.name, e.value]));
   want('ingress', ingressName(found.ingress), 'INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER');
   want('MCP_FRONT_ROUTE', env.get('MCP_FRONT_ROUTE'), route.path);
-  want('timeout', Number(template.timeout?.seconds ?? 0), Math.ceil(Math.min(route.timeout, MAX_CLOUD_RUN_TIMEOUT_MS) / 1000));
+  // The plan gives every route Cloud Run's whole request limit (streams outlast calls), not route.timeout.
+  want('timeout', Number(template.timeout?.seconds ?? 0), SERVICE_TIMEOUT_S);
   want('concurrency', template.maxInstanceRequestConcurrency, route.cloudRun.concurrency);
   want('min instances', template.scaling?.minInstanceCount ?? 0, route.cloudRun.minInstances);
   want('max instances', template.scaling?.maxInstanceCount, route.cloudRun.maxInstances);

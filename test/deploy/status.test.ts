@@ -27,7 +27,7 @@ function service(name: string, overrides: { timeout?: string; minInstances?: num
     trafficStatuses: [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }],
     template: {
       serviceAccount: `mcp-route-${name.replace('mcp-route-', '')}@${PROJECT}.iam.gserviceaccount.com`,
-      timeout: overrides.timeout ?? '300s',
+      timeout: overrides.timeout ?? '3600s',
       maxInstanceRequestConcurrency: 250,
       sessionAffinity: true,
       scaling: { minInstanceCount: overrides.minInstances ?? 0, maxInstanceCount: 10 },
@@ -37,9 +37,10 @@ function service(name: string, overrides: { timeout?: string; minInstances?: num
 }
 
 const services: Record<string, unknown> = {
-  // /linear matches the config; /demo was changed by hand (min instances) and its timeout differs.
+  // /linear is as the plan deployed it (every route: Cloud Run's whole 3600 s, streams outlast
+  // calls); /demo was changed by hand: min instances, and a timeout that would cut its streams.
   'mcp-route-linear': service('mcp-route-linear'),
-  'mcp-route-demo': service('mcp-route-demo', { timeout: '3600s', minInstances: 2 }),
+  'mcp-route-demo': service('mcp-route-demo', { timeout: '300s', minInstances: 2 }),
 };
 
 const server = createServer((req: IncomingMessage, res) => {
@@ -89,7 +90,7 @@ describe('mcp-front status', () => {
     expect(linear).toMatchObject({ state: 'ready', revision: 'mcp-route-linear-00007-xyz', url: 'https://mcp-route-linear-abc-ez.a.run.app', drift: [] });
     expect(linear.traffic).toContain('100%');
     const demo = statuses.find((s) => s.route === '/demo')!;
-    expect(demo.drift).toEqual(['min instances is 2, the config says 0']);
+    expect(demo.drift).toEqual(['timeout is 300, the config says 3600', 'min instances is 2, the config says 0']);
     expect(renderStatuses(statuses)).toContain('1 of 2 routes differ from the config');
     expect(requests.every((r) => r.authorization === 'Bearer test-token')).toBe(true);
   });
