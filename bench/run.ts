@@ -1,6 +1,7 @@
 import { cpus, totalmem } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { directStdio, mcpFront, mcpProxy, rssMiB, ROOT, stdioBridges, supergateway, type Target } from './targets.ts';
 import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart, tokenThroughput } from './server-metrics.ts';
 
@@ -9,6 +10,9 @@ import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart,
 // Bounded loops only; nothing here is a test and nothing here asserts a threshold.
 
 const quick = process.argv.includes('--quick');
+/** The commit measured; "+changes" when the working tree differs from it (a result nobody can reproduce from the log). */
+const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+const commit = `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--untracked-files=no') ? '+changes' : ''}`;
 // --quick must finish in under two minutes on two cores: smaller samples, 25 open sessions.
 const N = quick ? { setup: 5, echo: 150, big: 30, seconds: 0.5, sessions: 25 } : { setup: 30, echo: 1000, big: 200, seconds: 3, sessions: 100 };
 
@@ -136,7 +140,7 @@ const ratio = (x: number, base: number) => `${round(x)} (${round(x / base)}×)`;
 const lines = [
   '# Benchmark results',
   '',
-  `Run ${new Date().toISOString()} on ${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, loopback only. ${quick ? '`--quick` run (small samples).' : ''}`,
+  `Run ${new Date().toISOString()} at commit ${commit} on ${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, loopback only. ${quick ? '`--quick` run (small samples).' : ''}`,
   'Every target serves the bundled demo server; latencies in ms, client-side, one session, sequential; throughput is calls/s with C calls in flight on one session. Ratios are to the direct stdio floor.',
   '',
   `| target | version | setup p50 | setup p95 | echo p50 | echo p99 | 100 KB p50 | 100 KB p99 | C=1 | C=8 | C=32 | RSS idle MiB | RSS ${N.sessions} sessions MiB | KiB/session |`,
@@ -162,5 +166,5 @@ const lines = [
 ];
 mkdirSync(join(ROOT, 'bench'), { recursive: true });
 writeFileSync(join(ROOT, 'bench/RESULTS.md'), lines.join('\n'));
-writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, rows, server }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: new Date().toISOString(), commit, quick, rows, server }, null, 2)}\n`);
 process.stdout.write(lines.join('\n'));
