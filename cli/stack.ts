@@ -12,7 +12,7 @@ import { openSessionStore, openStore } from '../lib/store/open.ts';
 import type { Store } from '../lib/store/store.ts';
 import { loadAssertionKeys, loadKeySet } from '../lib/tokens/keys.ts';
 import { createAccessTokenVerifier } from '../lib/tokens/access-token.ts';
-import { createOAuthApp } from '../functions/oauth/app.ts';
+import { createOAuthApp, type OAuthAppOptions } from '../functions/oauth/app.ts';
 import { createRouteService } from '../services/route/app.ts';
 import { programFor, startDevBackend, type DevBackend } from './dev-backend.ts';
 
@@ -34,7 +34,7 @@ export interface RunningStack {
   close(): Promise<void>;
 }
 
-export async function startStack(config: Config, options: { log: Logger; clock?: Clock; store?: Store }): Promise<RunningStack> {
+export async function startStack(config: Config, options: { log: Logger; clock?: Clock; store?: Store; oauthOptions?: OAuthAppOptions }): Promise<RunningStack> {
   const clock = options.clock ?? systemClock;
   const log = options.log;
   const store = options.store ?? (await openStore(config.oauth, clock));
@@ -50,7 +50,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     const keys = assertion ? { ...accessKeys, assertion } : accessKeys;
     const verifier = createAccessTokenVerifier({ issuer: config.oauth.issuer, keys: [...keys.published], clock });
     const credentialKeys = credentialRoutes(config).length ? await loadCredentialKeys(store, clock, config.routes, process.env) : undefined;
-    const oauth = createOAuthApp({ config, store, keys, clock, log, credentialKeys });
+    const oauth = createOAuthApp({ config, store, keys, clock, log, credentialKeys }, options.oauthOptions);
 
     const devBackends: DevBackend[] = [];
     cleanups.push(async () => void (await Promise.all(devBackends.map((b) => b.stop()))));

@@ -11,6 +11,7 @@ export const OAUTH_PATHS = [
   '/register',
   '/revoke',
   '/callback',
+  '/connect/callback',
   '/consent',
   '/account',
   '/signin',

@@ -23,6 +23,7 @@ const NOTICES: Record<string, string> = {
   revoked: 'The connection is revoked: its client can no longer refresh its access.',
   saved: 'Your credential is stored. Sessions started with the one before end when their client next refreshes.',
   deleted: 'Your credential is deleted. Clients of that route get no new token until you give one again.',
+  disconnected: 'Your account is disconnected: its tokens are deleted here. Clients of that route get no new token until you connect it again (their next authorization asks you to).',
 };
 
 export async function showAccount(req: Request, deps: HandlerDeps, ctx: RequestContext): Promise<Response> {
@@ -65,7 +66,7 @@ async function renderAccount(deps: HandlerDeps, req: Request, user: SignedInUser
   // The routes that take a credential and this user may use, and any they still have one stored for.
   const credentials: CredentialRow[] = deps.config.routes
     .filter((r) => r.userCredential && (!routeRefusal(deps.config.oauth, r, user) || stored.has(r.path)))
-    .map((r) => ({ ...credentialField(r, extra.errors?.get(r.path)), ...(stored.has(r.path) ? { storedAt: stored.get(r.path)!.updatedAt } : {}) }));
+    .map((r) => ({ ...credentialField(r, extra.errors?.get(r.path)), ...(stored.has(r.path) ? { storedAt: stored.get(r.path)!.updatedAt } : {}), ...(r.userCredential!.oauth ? { serviceAccount: true } : {}) }));
   return accountPage({ email: user.email, csrf: accountFormToken(req, deps.config)!, ...(extra.notice ? { notice: extra.notice } : {}), connections, credentials, maxCredentialBytes: MAX_CREDENTIAL_BYTES, tokenTtlSeconds: deps.config.oauth.tokenTtl / 1000 }, status);
 }
 
@@ -94,7 +95,8 @@ export async function changeAccount(req: Request, deps: HandlerDeps): Promise<Re
     }
     case 'save-credential': {
       const route = credentialRoute(deps, form.get('route'));
-      if (!route) return errorPage('Not found', 'No route of this gateway takes a credential of yours by that name.', 404);
+      // A service account is connected through the service, never typed in.
+      if (!route || route.userCredential!.oauth) return errorPage('Not found', 'No route of this gateway takes a credential of yours by that name.', 404);
       const refusal = routeRefusal(deps.config.oauth, route, user);
       if (refusal) return errorPage('No access to this MCP server', `${refusal}.`, 403);
       const value = credentialInput(form.get(credentialField(route).name));
@@ -107,8 +109,8 @@ export async function changeAccount(req: Request, deps: HandlerDeps): Promise<Re
     case 'delete-credential': {
       const route = credentialRoute(deps, form.get('route'));
       if (!route) return errorPage('Not found', 'No route of this gateway takes a credential of yours by that name.', 404);
-      if (await deleteUserCredential(deps.store, user.sub, route.path)) deps.log.info('user credential deleted', { user: user.sub, route: route.path, via: 'account' });
-      return back('deleted');
+      if (await deleteUserCredential(deps.store, user.sub, route.path)) deps.log.info(route.userCredential!.oauth ? 'service account disconnected' : 'user credential deleted', { user: user.sub, route: route.path, via: 'account' });
+      return back(route.userCredential!.oauth ? 'disconnected' : 'deleted');
     }
     case 'sign-out': {
       const cookie = await endBrowserSession(deps.store, deps.config, req);

@@ -11,6 +11,9 @@ import { authorize } from './authorize.ts';
 import { changeAccount, showAccount } from './account.ts';
 import { credentialRoutes } from '../../lib/config/config.ts';
 import { callback } from './callback.ts';
+import { connectCallback } from './connect.ts';
+import type { SafeFetchOptions } from '../../lib/http/safe-fetch.ts';
+import { serviceOAuth } from '../../lib/oauth/service-oauth.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { upstreamProvider } from '../../lib/oauth/providers/upstream.ts';
 import { decideConsent, showConsent } from './consent.ts';
@@ -35,6 +38,7 @@ const ALLOWED: Record<string, string> = {
   '/revoke': 'POST, OPTIONS',
   '/consent': 'GET, POST',
   '/callback': 'GET',
+  '/connect/callback': 'GET',
   '/signin': 'GET, POST',
   '/jwks.json': 'GET, OPTIONS',
   '/routes': 'GET, OPTIONS',
@@ -50,6 +54,8 @@ export interface OAuthAppOptions {
   readonly provider?: UpstreamProvider;
   /** Tests only: fetch metadata documents from a loopback stand-in. */
   readonly fetchClientMetadata?: MetadataFetcher;
+  /** Tests only: reach a service's OAuth server on a loopback stand-in (its address and certificate). */
+  readonly serviceFetch?: Partial<SafeFetchOptions>;
 }
 
 export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): Handler {
@@ -58,6 +64,7 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
     ...deps,
     provider: options.provider ?? providerFor(deps),
     metadataClients: metadataClients(deps.store, deps.clock, options.fetchClientMetadata ?? defaultMetadataFetcher(), redirectPolicy(deps.config.oauth)),
+    serviceOAuth: serviceOAuth(deps.clock, options.serviceFetch),
   };
   const router = IttyRouter<IRequest, [RequestContext]>();
   const limits = deps.config.oauth.rateLimits;
@@ -79,6 +86,7 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
     .get('/signin', (req) => showSignIn(req, full))
     .post('/signin', (req) => submitSignIn(req, full))
     .get('/callback', (req) => callback(req, full))
+    .get('/connect/callback', (req) => connectCallback(req, full))
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
     .get('/account', (req, ctx) => showAccount(req, full, ctx))

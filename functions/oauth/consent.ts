@@ -2,6 +2,8 @@ import { hasConsent, loadAuthRequest, narrowAuthRequest, rememberConsent, browse
 import { findClient } from '../../lib/oauth/clients.ts';
 import { issueCodeForRequest, provenFacts, type SignedInUser } from '../../lib/oauth/grants.ts';
 import { consentPage, errorPage, type CredentialField } from '../../lib/oauth/pages.ts';
+import { serviceAccountUsable } from '../../lib/oauth/service-accounts.ts';
+import { serviceConnection, startServiceConnection } from './connect.ts';
 import type { RouteConfig } from '../../lib/config/config.ts';
 import { credentialInput, credentialProblem, MAX_CREDENTIAL_BYTES, openUserCredential, saveUserCredential, storedCredential } from '../../lib/oauth/user-credentials.ts';
 import { resourceRefusal } from '../../lib/oauth/route-access.ts';
@@ -44,7 +46,7 @@ async function offerRoutes(deps: OAuthDeps, requestId: string, request: AuthRequ
  * The routes of the request that take each user's own credential and have no usable one of this
  * user's stored: the consent page asks for them, even when consent is remembered.
  */
-async function credentialsToAsk(deps: OAuthDeps, request: AuthRequest, user: SignedInUser): Promise<RouteConfig[]> {
+export async function credentialsToAsk(deps: OAuthDeps, request: AuthRequest, user: SignedInUser): Promise<RouteConfig[]> {
   const routes = resourcesOf(request).flatMap((r) => {
     const route = routeForResource(deps.config, r);
     return route?.userCredential ? [route] : [];
@@ -52,10 +54,15 @@ async function credentialsToAsk(deps: OAuthDeps, request: AuthRequest, user: Sig
   const missing: RouteConfig[] = [];
   for (const route of new Set(routes)) {
     const record = await storedCredential(deps.store, user.sub, route.path);
-    if (!record || !deps.credentialKeys || openUserCredential(deps.credentialKeys, record, { userSub: user.sub, route: route.path }) === undefined) missing.push(route);
+    const expected = { userSub: user.sub, route: route.path };
+    const usable = deps.credentialKeys && (route.userCredential!.oauth ? serviceAccountUsable(deps.credentialKeys, record, expected, deps.clock.now()) : record && record.kind !== 'service-account' && openUserCredential(deps.credentialKeys, record, expected) !== undefined);
+    if (!usable) missing.push(route);
   }
   return missing;
 }
+
+/** Routes whose users type their credential in (user_credential), as opposed to connecting an account (user_oauth). */
+const typedIn = (route: RouteConfig) => !route.userCredential!.oauth;
 
 export const credentialFieldName = (route: Pick<RouteConfig, 'name'>) => `credential-${route.name}`;
 
@@ -65,7 +72,7 @@ export function credentialField(route: RouteConfig, error?: string): CredentialF
 }
 
 /** A form that may carry credentials: room for each (urlencoded, up to three bytes per byte) on top of the usual. */
-export const credentialFormLimit = (deps: Pick<OAuthDeps, 'config'>) => MAX_FORM_BYTES + 3 * MAX_CREDENTIAL_BYTES * deps.config.routes.filter((r) => r.userCredential).length;
+export const credentialFormLimit = (deps: Pick<OAuthDeps, 'config'>) => MAX_FORM_BYTES + 3 * MAX_CREDENTIAL_BYTES * deps.config.routes.filter((r) => r.userCredential && !r.userCredential.oauth).length;
 
 /** After sign-in: a code at once when consent is remembered, else the consent page. */
 export async function continueAuthorization(deps: OAuthDeps, requestId: string, requested: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
@@ -81,7 +88,7 @@ export async function continueAuthorization(deps: OAuthDeps, requestId: string, 
   return redirect(`${deps.config.oauth.issuer}/consent?request=${encodeURIComponent(requestId)}`, extraHeaders);
 }
 
-async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
+export async function grantCode(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const code = await issueCodeForRequest(deps.store, deps.clock, deps.config.oauth.codeTtl, requestId, {
     clientId: request.clientId,
     clientName: request.clientName,
@@ -113,7 +120,7 @@ async function requestForUser(deps: OAuthDeps, req: Request, requestId: string |
   return 'error' in offered ? offered : { request: offered.request, user };
 }
 
-export async function showConsent(req: Request, deps: OAuthDeps): Promise<Response> {
+export async function showConsent(req: Request, deps: HandlerDeps): Promise<Response> {
   const requestId = new URL(req.url).searchParams.get('request');
   const found = await requestForUser(deps, req, requestId);
   if ('error' in found) return found.error;
@@ -121,12 +128,15 @@ export async function showConsent(req: Request, deps: OAuthDeps): Promise<Respon
   const ask = await credentialsToAsk(deps, request, user);
   if (!ask.length && (await hasConsent(deps.store, user.sub, request))) return grantCode(deps, requestId!, request, user);
   if (!request.userSub) await updateAuthRequest(deps.store, requestId!, request, { userSub: user.sub, email: user.email });
-  return renderConsent(deps, requestId!, request, user, ask.map((route) => credentialField(route)));
+  return renderConsent(deps, requestId!, request, user, ask);
 }
 
-function renderConsent(deps: OAuthDeps, requestId: string, request: AuthRequest, user: SignedInUser, credentials: CredentialField[]): Response {
+/** The page, with a field for each typed-in credential to ask and a note for each account to connect. */
+async function renderConsent(deps: HandlerDeps, requestId: string, request: AuthRequest, user: SignedInUser, ask: readonly RouteConfig[], errors: ReadonlyMap<string, string> = new Map()): Promise<Response> {
   const routes = resourcesOf(request).map((r) => routeForResource(deps.config, r)?.path ?? r);
-  return consentPage({ requestId, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email, credentials, maxCredentialBytes: MAX_CREDENTIAL_BYTES });
+  const credentials = ask.filter(typedIn).map((route) => credentialField(route, errors.get(route.path)));
+  const services = await Promise.all(ask.filter((r) => !typedIn(r)).map((route) => serviceConnection(deps, route)));
+  return consentPage({ requestId, csrf: request.csrf, clientName: request.clientName, redirectUri: request.redirectUri, routes, email: user.email, credentials, services, maxCredentialBytes: MAX_CREDENTIAL_BYTES });
 }
 
 export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Response> {
@@ -149,13 +159,27 @@ export async function decideConsent(req: Request, deps: HandlerDeps): Promise<Re
   // The user's own credentials the routes take: all valid, or the page again saying what is
   // wrong (never echoing what was typed), and nothing stored.
   const ask = await credentialsToAsk(deps, request, user);
-  const given = ask.map((route) => ({ route, value: credentialInput(form.get(credentialFieldName(route))) }));
-  const problems = given.map(({ route, value }) => credentialProblem(route, value));
-  if (problems.some(Boolean)) return renderConsent(deps, requestId!, request, user, given.map(({ route }, i) => credentialField(route, problems[i])));
+  const given = ask.filter(typedIn).map((route) => ({ route, value: credentialInput(form.get(credentialFieldName(route))) }));
+  const problems = new Map(given.flatMap(({ route, value }) => {
+    const problem = credentialProblem(route, value);
+    return problem ? [[route.path, problem] as const] : [];
+  }));
+  if (problems.size) return renderConsent(deps, requestId!, request, user, ask, problems);
   for (const { route, value } of given) {
     await saveUserCredential(deps.store, deps.clock, deps.credentialKeys!, user, route.path, value);
     deps.log.info('user credential stored', { user: user.sub, route: route.path, via: 'consent' });
   }
+  return finishAllowed(deps, requestId!, request, user);
+}
+
+/**
+ * After Allow: each service account still to connect, one at a time (the browser goes to the
+ * service and comes back to /connect/callback, which calls this again); then consent is
+ * remembered and the code issued. `connected` was just connected: never asked twice in a row.
+ */
+export async function finishAllowed(deps: HandlerDeps, requestId: string, request: AuthRequest, user: SignedInUser, connected?: string): Promise<Response> {
+  const toConnect = (await credentialsToAsk(deps, request, user)).filter((r) => !typedIn(r) && r.path !== connected);
+  if (toConnect.length) return startServiceConnection(deps, requestId, request, user, toConnect[0]!);
   await rememberConsent(deps.store, deps.clock, deps.config.oauth.consentTtl, user.sub, request);
-  return grantCode(deps, requestId!, request, user);
+  return grantCode(deps, requestId, request, user);
 }

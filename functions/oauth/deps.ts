@@ -7,6 +7,7 @@ import type { CredentialKeys } from '../../lib/tokens/credential-keys.ts';
 import type { UpstreamProvider } from '../../lib/oauth/providers/provider.ts';
 import type { MetadataClients } from '../../lib/oauth/client-metadata.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
+import type { ServiceOAuth } from '../../lib/oauth/service-oauth.ts';
 import { readBodyLimited } from '../../lib/http/body.ts';
 
 // What every handler of the authorization server gets.
@@ -25,6 +26,8 @@ export interface HandlerDeps extends OAuthDeps {
   readonly provider: UpstreamProvider;
   /** Clients whose client_id is the URL of their metadata document. */
   readonly metadataClients: MetadataClients;
+  /** The OAuth servers of routes' services (routes[].user_oauth). */
+  readonly serviceOAuth: ServiceOAuth;
 }
 
 /** Request bodies above this are refused before parsing. */

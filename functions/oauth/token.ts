@@ -1,14 +1,17 @@
 import { json } from '../../lib/http/types.ts';
 import { authenticateClient, markClientUsed } from '../../lib/oauth/clients.ts';
 import { OAuthError } from '../../lib/oauth/errors.ts';
-import { redeemCode, rotateRefreshToken, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
+import { peekGrant, redeemCode, rotateRefreshToken, type CodeRecord, type GrantRecord, type IssuedGrant } from '../../lib/oauth/grants.ts';
 import { askUpstream } from '../../lib/oauth/recheck.ts';
 import { enforceLimit } from '../../lib/oauth/rate-limit.ts';
 import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { sealForRoute } from '../../lib/tokens/route-credential.ts';
-import { credentialNeeds, openUserCredential } from '../../lib/oauth/user-credentials.ts';
+import { credentialNeeds } from '../../lib/oauth/user-credentials.ts';
+import { deliveredCredential, renewServiceAccount } from '../../lib/oauth/service-accounts.ts';
+import { routeForResource } from '../../lib/oauth/authorization.ts';
+import { sha256 } from '../../lib/random.ts';
 import { readForm, type HandlerDeps } from './deps.ts';
 
 // POST /token: authorization_code (PKCE) and refresh_token (rotation). Responses are never
@@ -31,6 +34,8 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     const redirectUri = form.get('redirect_uri') ?? undefined;
     if (!code) throw new OAuthError('invalid_request', 400, 'code is required');
     if (!verifier) throw new OAuthError('invalid_request', 400, 'code_verifier is required (PKCE)');
+    const pending = await deps.store.get<CodeRecord>('codes', sha256(code));
+    await renewServiceAccountFor(deps, pending?.clientId === client.clientId && !pending.grantId ? pending : undefined, resource);
     issued = await redeemCode(deps.store, deps.clock, deps.config.oauth.refreshTtl, { code, clientId: client.clientId, redirectUri, verifier, resource, credentialNeed });
     // The client completed a grant: its registration no longer expires.
     await markClientUsed(deps.store, deps.clock, client);
@@ -40,6 +45,7 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     const oauth = deps.config.oauth;
     // Ask the identity provider about the user again, when due.
     const upstream = await askUpstream(deps, refreshToken, client.clientId);
+    await renewServiceAccountFor(deps, await peekGrant(deps.store, refreshToken, client.clientId), resource);
     // Between re-checks, the config may still have changed since sign-in (a domain removed, an
     // allow list shortened): checked against what the provider last said.
     const policy = oauth.provider === 'dev' || oauth.provider === 'github' ? undefined : (grant: GrantRecord) => admit(oauth, { sub: grant.userSub, email: grant.email, emailVerified: true, hd: grant.hd });
@@ -75,6 +81,17 @@ function credentialClaim(deps: HandlerDeps, issued: IssuedGrant): { cred?: strin
   if (!record) return {};
   const keys = deps.credentialKeys!;
   // grants.ts checked, in the transaction, that it opens for this user and route.
-  const value = openUserCredential(keys, record, { userSub: issued.grant.userSub, route: record.route })!;
+  const value = deliveredCredential(keys, record, { userSub: issued.grant.userSub, route: record.route })!;
   return { cred: sealForRoute(keys.routes.get(record.route)!, { sub: issued.grant.userSub, route: record.route }, { version: record.version, value }) };
+}
+
+/**
+ * The user's service account for the token's route (routes[].user_oauth), renewed first when
+ * its token is (nearly) expired: outside the grant's transaction (a request to the service), read
+ * again inside it. `found` is the code or grant as read before; the transaction judges them.
+ */
+async function renewServiceAccountFor(deps: HandlerDeps, found: { userSub: string; resource: string } | undefined, resource: string | undefined): Promise<void> {
+  if (!found || !deps.credentialKeys) return;
+  const route = routeForResource(deps.config, resource ?? found.resource);
+  if (route?.userCredential?.oauth) await renewServiceAccount({ ...deps, credentialKeys: deps.credentialKeys }, route, found.userSub);
 }

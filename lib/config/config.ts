@@ -63,6 +63,22 @@ export interface UserCredentialConfig {
   readonly pattern?: string;
   /** stdio: an environment variable of the session's child; http: a header on every backend request. */
   readonly inject: { readonly kind: 'env'; readonly name: string } | { readonly kind: 'header'; readonly name: string; readonly template: string };
+  /**
+   * routes[].user_oauth: the credential is the access token of the user's own account at the
+   * service, connected through its OAuth server instead of typed in (lib/oauth/service-accounts.ts).
+   * The route itself can't tell: it gets a token like any other user credential.
+   */
+  readonly oauth?: UserOAuthConfig;
+}
+
+/** The service's OAuth server, as routes[].user_oauth names it. Endpoints given win over discovered ones. */
+export interface UserOAuthConfig {
+  readonly issuer?: string;
+  readonly authorizationEndpoint?: string;
+  readonly tokenEndpoint?: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scopes: readonly string[];
 }
 
 interface RouteCommon {
@@ -73,7 +89,7 @@ interface RouteCommon {
   readonly access?: RouteAccess;
   /** Undefined: every tool of the server. */
   readonly tools?: ToolPolicyConfig;
-  /** Undefined: the route's users bring no credential of their own. */
+  /** Undefined: the route's users bring no credential of their own (typed in, or an OAuth account: `oauth`). */
   readonly userCredential?: UserCredentialConfig;
   readonly timeout: number;
   readonly idleTimeout: number;

@@ -3,7 +3,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { namesItsContainer } from '../mcp/session-container.ts';
 import { configSchema } from './schema.ts';
-import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig, type UserCredentialConfig } from './config.ts';
+import { isLoopbackHost, type CloudRunSettings, type Config, type RouteConfig, type UserCredentialConfig, type UserOAuthConfig } from './config.ts';
 
 /** A user error in the configuration: printed as is, never with a stack trace. */
 export class ConfigError extends Error {
@@ -108,7 +108,13 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
     if (r.type === 'stdio' && r.command && namesItsContainer(r.command)) {
       throw new ConfigError(`${source}: routes[${i}].command: drop --name: every session runs its own container, which mcp-front names (mcp-front-<session>) so it can remove it when the session ends`);
     }
-    if (r.user_credential) checkUserCredential(r, `${source}: routes[${i}].user_credential`, c.server.insecure_no_auth);
+    if (r.user_credential && r.user_oauth) throw new ConfigError(`${source}: routes[${i}]: user_credential and user_oauth exclude each other (the route gets one credential per user)`);
+    if (r.user_credential) checkUserCredential(r, r.user_credential, `${source}: routes[${i}].user_credential`, c.server.insecure_no_auth);
+    if (r.user_oauth) {
+      checkUserCredential(r, r.user_oauth, `${source}: routes[${i}].user_oauth`, c.server.insecure_no_auth);
+      const o = r.user_oauth;
+      if (!o.issuer && !(o.authorization_endpoint && o.token_endpoint)) throw new ConfigError(`${source}: routes[${i}].user_oauth: needs issuer (its endpoints are discovered) or both authorization_endpoint and token_endpoint`);
+    }
     if (r.type === 'http' && r.dev_backend && !isLoopbackHost(issuerHost)) {
       throw new ConfigError(`${source}: routes[${i}].dev_backend: only allowed when the issuer is on loopback`);
     }
@@ -121,6 +127,7 @@ export function parseConfig(text: string, env: Env = process.env, source = '<inl
       ...(r.access ? { access: { emails: lower(r.access.emails), domains: lower(r.access.domains), githubOrgs: lower(r.access.github_orgs) } } : {}),
       ...(r.tools ? { tools: { ...(r.tools.allow ? { allow: r.tools.allow } : {}), deny: r.tools.deny } } : {}),
       ...(r.user_credential ? { userCredential: userCredential(r.user_credential) } : {}),
+      ...(r.user_oauth ? { userCredential: userOAuth(r.user_oauth) } : {}),
       timeout: r.timeout,
       idleTimeout: r.idle_timeout,
       maxSessionsPerUser: r.max_sessions_per_user,
@@ -187,9 +194,8 @@ type ParsedUserCredential = NonNullable<ParsedRoute['user_credential']>;
 /** Headers the gateway itself sets on a backend request (or the transport needs): a user's credential never stands in for one. */
 const GATEWAY_HEADERS = ['x-mcp-front-assertion', 'mcp-session-id', 'mcp-protocol-version', 'accept', 'content-type', 'content-length', 'host', 'last-event-id', 'transfer-encoding', 'connection'];
 
-function checkUserCredential(r: ParsedRoute, where: string, noAuth: boolean): void {
+function checkUserCredential(r: ParsedRoute, credential: { env: string } | { header: string }, where: string, noAuth: boolean): void {
   if (noAuth) throw new ConfigError(`${where}: needs sign-in, and server.insecure_no_auth turns it off`);
-  const credential = r.user_credential!;
   if ('env' in credential && r.type === 'stdio' && Object.keys(r.environment).includes(credential.env)) {
     throw new ConfigError(`${where}.env: ${credential.env} is also in environment; the user's credential would replace it`);
   }
@@ -206,6 +212,24 @@ function userCredential(c: ParsedUserCredential): UserCredentialConfig {
   if ('env' in c) return { ...common, inject: { kind: 'env', name: c.env } };
   const colon = c.header.indexOf(':');
   return { ...common, inject: { kind: 'header', name: c.header.slice(0, colon), template: c.header.slice(colon + 1).trimStart() } };
+}
+
+type ParsedUserOAuth = NonNullable<ParsedRoute['user_oauth']>;
+
+function userOAuth(c: ParsedUserOAuth): UserCredentialConfig {
+  const label = c.label ?? `${new URL(c.issuer ?? c.authorization_endpoint!).host} account`;
+  const oauth: UserOAuthConfig = {
+    ...(c.issuer ? { issuer: c.issuer.replace(/\/$/, '') } : {}),
+    ...(c.authorization_endpoint ? { authorizationEndpoint: c.authorization_endpoint } : {}),
+    ...(c.token_endpoint ? { tokenEndpoint: c.token_endpoint } : {}),
+    clientId: c.client_id,
+    clientSecret: c.client_secret,
+    scopes: c.scopes,
+  };
+  const common = { label, instructions: `After Allow, you sign in to your ${label} and let this gateway use it; then you come back here.`, oauth };
+  if ('env' in c) return { ...common, inject: { kind: 'env', name: c.env } };
+  const colon = c.header.indexOf(':');
+  return { ...common, inject: { kind: 'header', name: c.header.slice(0, colon), template: c.header.slice(colon + 1).trimStart().replaceAll('{token}', '{credential}') } };
 }
 
 const lower = (values: readonly string[]) => values.map((v) => v.toLowerCase());

@@ -17,7 +17,7 @@ const duration = z
   });
 
 /** What a route may not be called: the authorization server's paths (the one list, urlmap.ts) and /health. */
-const RESERVED_PATHS: readonly string[] = [...OAUTH_PATHS.map((p) => p.replace(/\/\*$/, '')), '/health'];
+const RESERVED_PATHS: readonly string[] = [...new Set(OAUTH_PATHS.map((p) => `/${p.split('/')[1]}`)), '/health'];
 
 const routePath = z
   .string()
@@ -109,6 +109,37 @@ const httpUserCredential = z
   })
   .strict();
 
+/**
+ * Each user's own OAuth account at the route's service: after our consent the user is sent to
+ * the service's authorization endpoint (code + PKCE), and the service's access token (renewed
+ * with its refresh token) reaches the route as a user_credential would.
+ */
+const userOAuthCommon = {
+  /** What the account is called on the consent and account pages; default "<host> account". */
+  label: z.string().min(1).max(100).optional(),
+  /** Discovered by RFC 8414, then OpenID Connect Discovery; the endpoints below override it. */
+  issuer: z.url({ protocol: /^https$/ }).optional(),
+  authorization_endpoint: z.url({ protocol: /^https$/ }).optional(),
+  token_endpoint: z.url({ protocol: /^https$/ }).optional(),
+  client_id: z.string().min(1),
+  client_secret: z.string().min(1),
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'is not an OAuth scope')).default([]),
+};
+
+const credentialEnv = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is not an environment variable name')
+  .refine((n) => !n.startsWith('MCP_FRONT_'), 'MCP_FRONT_* names are the gateway\'s own');
+
+const stdioUserOAuth = z.object({ ...userOAuthCommon, env: credentialEnv }).strict();
+
+const httpUserOAuth = z
+  .object({
+    ...userOAuthCommon,
+    header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+: ?[\x20-\x7e]*\{token\}[\x20-\x7e]*$/, 'must be "Header-Name: value" with {token} in the value, e.g. "Authorization: Bearer {token}"'),
+  })
+  .strict();
+
 const routeCommon = {
   path: routePath,
   access: routeAccess.optional(),
@@ -131,6 +162,7 @@ const stdioRoute = z
     /** Names of the gateway's own environment variables the child may see (nothing else is inherited). */
     inherit_env: z.array(z.string()).default([]),
     user_credential: stdioUserCredential.optional(),
+    user_oauth: stdioUserOAuth.optional(),
     /** The stdio server's container image, for `deploy` (the bridge is layered onto it). */
     image: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'is not a container image reference').optional(),
   })
@@ -153,6 +185,7 @@ const httpRoute = z
     /** assertion: each request to the backend carries a short-lived JWT saying who the user is (X-MCP-Front-Assertion), signed with the gateway's assertion key. */
     identity: z.enum(['none', 'assertion']).default('none'),
     user_credential: httpUserCredential.optional(),
+    user_oauth: httpUserOAuth.optional(),
     /** Local work only: `serve` starts this backend itself, on a free loopback port passed as $PORT. */
     dev_backend: z.object({ command: z.array(z.string().min(1)).min(1), path: z.string().default('/mcp') }).strict().optional(),
   })

@@ -8,7 +8,8 @@ import ipaddr from 'ipaddr.js';
 // resolves to must be public unicast — loopback, private, link-local (the metadata server at
 // 169.254.169.254 included), CGNAT, multicast, IPv4-mapped and NAT64 forms are refused. The
 // check runs in the socket's own DNS lookup, so the address connected to is the one checked
-// (no second resolution to rebind). Size and time are capped.
+// (no second resolution to rebind). Size and time are capped. Also the way to a service's own
+// OAuth server (routes[].user_oauth): its discovery document and token endpoint.
 
 export class SafeFetchError extends Error {
   override readonly name = 'SafeFetchError';
@@ -21,9 +22,14 @@ export interface SafeFetchOptions {
   readonly allowAddress?: (address: string) => boolean;
   /** Tests only: a CA to trust besides the system's (the stand-in's self-signed certificate). */
   readonly ca?: string;
+  /** A POST (an OAuth token request): its form body and headers. GET when absent. */
+  readonly post?: { readonly body: string; readonly headers: Readonly<Record<string, string>> };
+  /** Resolve with any final status (an OAuth error is a JSON 400), not only 200. Redirects are still refused. */
+  readonly anyStatus?: boolean;
 }
 
 export interface SafeResponse {
+  readonly status: number;
   readonly body: string;
   readonly contentType: string;
   /** Cache-Control max-age in seconds, when the server gave one. */
@@ -68,8 +74,8 @@ export function safeFetch(target: string, options: SafeFetchOptions): Promise<Sa
   }
   return new Promise<SafeResponse>((resolve, reject) => {
     const init: RequestOptions = {
-      method: 'GET',
-      headers: { accept: 'application/json', 'user-agent': 'mcp-front' },
+      method: options.post ? 'POST' : 'GET',
+      headers: { accept: 'application/json', 'user-agent': 'mcp-front', ...(options.post ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(options.post.body)), ...options.post.headers } : {}) },
       lookup: checkedLookup(options.allowAddress),
       timeout: options.timeoutMs,
       agent: false,
@@ -78,7 +84,7 @@ export function safeFetch(target: string, options: SafeFetchOptions): Promise<Sa
     const req = request(url, init, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) return fail(new SafeFetchError(`answered ${status} (redirects are not followed)`));
-      if (status !== 200) return fail(new SafeFetchError(`answered HTTP ${status}`));
+      if (status !== 200 && !options.anyStatus) return fail(new SafeFetchError(`answered HTTP ${status}`));
       const declared = Number(res.headers['content-length'] ?? 0);
       if (declared > options.maxBytes) return fail(new SafeFetchError(`is larger than ${options.maxBytes} bytes`));
       const chunks: Buffer[] = [];
@@ -91,7 +97,7 @@ export function safeFetch(target: string, options: SafeFetchOptions): Promise<Sa
       res.on('end', () => {
         clearTimeout(deadline);
         const maxAge = /(?:^|,)\s*max-age=(\d+)/i.exec(String(res.headers['cache-control'] ?? ''))?.[1];
-        resolve({ body: Buffer.concat(chunks).toString('utf8'), contentType: String(res.headers['content-type'] ?? ''), ...(maxAge ? { maxAge: Number(maxAge) } : {}) });
+        resolve({ status, body: Buffer.concat(chunks).toString('utf8'), contentType: String(res.headers['content-type'] ?? ''), ...(maxAge ? { maxAge: Number(maxAge) } : {}) });
       });
       res.on('error', fail);
     });
@@ -104,6 +110,6 @@ export function safeFetch(target: string, options: SafeFetchOptions): Promise<Sa
     }
     req.on('timeout', () => fail(new SafeFetchError(`took longer than ${options.timeoutMs} ms`)));
     req.on('error', fail);
-    req.end();
+    req.end(options.post?.body);
   });
 }

@@ -19,8 +19,10 @@ export interface Connection {
 }
 
 export interface CredentialRow extends CredentialField {
-  /** When the stored one was last given; undefined: none stored. */
+  /** When the stored one was last given (a service account: last renewed); undefined: none stored. */
   readonly storedAt?: number;
+  /** An account at the route's service (routes[].user_oauth): connected through the service, never typed in here. */
+  readonly serviceAccount?: boolean;
 }
 
 export interface AccountView {
@@ -54,7 +56,15 @@ function connectionRows(view: AccountView, route: string, connections: readonly 
   return `<h3><code>${escapeHtml(route)}</code></h3><table><tr><th>Client</th><th>Returns to</th><th>Connected</th><th>Last used</th><th></th></tr>${rows}</table>`;
 }
 
+function serviceAccountSection(view: AccountView, c: CredentialRow): string {
+  const status = c.storedAt
+    ? `<p>Connected; its token last renewed ${when(c.storedAt)}.</p>${form(view.csrf, 'delete-credential', { route: c.route }, `<p><button type="submit">Disconnect</button></p>`)}`
+    : `<p>Not connected: a client you connect to <code>${escapeHtml(c.route)}</code> sends you to sign in to it.</p>`;
+  return `<section><h3>Your ${escapeHtml(c.label)} for <code>${escapeHtml(c.route)}</code></h3>${status}</section>`;
+}
+
 function credentialSection(view: AccountView, c: CredentialRow): string {
+  if (c.serviceAccount) return serviceAccountSection(view, c);
   const save = form(view.csrf, 'save-credential', { route: c.route }, `${credentialInputField(c, view.maxCredentialBytes)}<p><button type="submit">${c.storedAt ? 'Replace' : 'Save'}</button></p>`);
   const status = c.storedAt ? `<p>Stored, last given ${when(c.storedAt)}.</p>` : `<p>None stored: a client you connect to <code>${escapeHtml(c.route)}</code> asks for it, or give it here.</p>`;
   const remove = c.storedAt ? form(view.csrf, 'delete-credential', { route: c.route }, `<p><button type="submit">Delete</button></p>`) : '';

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../config/config.ts';
-import { randomToken, sha256 } from '../random.ts';
+import { randomToken, safeEqual, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
 import { provenFacts, type ProvenFacts, type SignedInUser } from './grants.ts';
 
@@ -30,6 +30,10 @@ export interface AuthRequestFields {
   expiresAt: number;
   /** A sign-in for the account page (no client, no code): it ends back at /account. */
   purpose?: 'account';
+  /** The user allowed on the consent page; the code waits for their service accounts to be connected. */
+  allowed?: boolean;
+  /** The service account being connected (routes[].user_oauth): its state's secret half and PKCE verifier. */
+  connect?: { route: string; nonce: string; verifier: string };
 }
 
 export type AuthRequest = AuthRequestFields & { [key: string]: unknown };
@@ -60,6 +64,20 @@ export async function narrowAuthRequest(store: Store, id: string, request: AuthR
   const narrowed: AuthRequest = { ...rest, resource: resources[0]!, ...(resources.length > 1 ? { extraResources: resources.slice(1) } : {}) };
   await store.put('authRequests', id, narrowed, { expiresAt: request.expiresAt });
   return narrowed;
+}
+
+/**
+ * Takes the service connection in progress off the request, once (a replayed or racing callback
+ * finds none): the request as it was, with it, or undefined when it is not this one.
+ */
+export async function takeServiceConnection(store: Store, id: string, nonce: string): Promise<AuthRequest | undefined> {
+  return store.transaction(async (tx) => {
+    const request = await tx.get<AuthRequest>('authRequests', id);
+    if (!request?.connect || typeof request.expiresAt !== 'number' || !safeEqual(nonce, request.connect.nonce)) return undefined;
+    const { connect: _taken, ...rest } = request;
+    tx.put('authRequests', id, rest, { expiresAt: request.expiresAt });
+    return request;
+  });
 }
 
 export async function loadAuthRequest(store: Store, id: string | null): Promise<AuthRequest | undefined> {

@@ -9,8 +9,8 @@ export interface PageOptions {
   readonly title: string;
   readonly body: string;
   readonly status?: number;
-  /** Where a form on this page may end up after its redirects (the client's redirect_uri). */
-  readonly formTarget?: string;
+  /** Where a form on this page may end up after its redirects (the client's redirect_uri, a service's sign-in). */
+  readonly formTarget?: string | readonly string[];
   readonly headers?: Record<string, string>;
   /** A wider layout (the account page's tables). */
   readonly wide?: boolean;
@@ -30,7 +30,8 @@ function formSource(target: string): string {
 }
 
 export function page(options: PageOptions): Response {
-  const formAction = ["'self'", ...(options.formTarget ? [formSource(options.formTarget)] : [])].join(' ');
+  const targets = options.formTarget === undefined ? [] : typeof options.formTarget === 'string' ? [options.formTarget] : options.formTarget;
+  const formAction = [...new Set(["'self'", ...targets.map(formSource)])].join(' ');
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" content="same-origin">
 <title>${escapeHtml(options.title)}</title><style>${STYLE}</style></head><body${options.wide ? ' class="wide"' : ''}>${options.body}</body></html>`;
   return new Response(html, {
@@ -99,7 +100,15 @@ export function redirectPlace(redirectUri: string): string {
   return redirect.protocol === 'http:' || redirect.protocol === 'https:' ? redirect.host : redirect.protocol;
 }
 
-export function consentPage(options: { requestId: string; csrf: string; clientName: string; redirectUri: string; routes: readonly string[]; email: string; credentials?: readonly CredentialField[]; maxCredentialBytes?: number }): Response {
+/** A route whose service account the user connects after Allow (routes[].user_oauth). */
+export interface ServiceConnection {
+  readonly route: string;
+  readonly label: string;
+  /** The service's sign-in, where the browser goes after Allow; undefined when it could not be found now. */
+  readonly authorizationEndpoint?: string;
+}
+
+export function consentPage(options: { requestId: string; csrf: string; clientName: string; redirectUri: string; routes: readonly string[]; email: string; credentials?: readonly CredentialField[]; services?: readonly ServiceConnection[]; maxCredentialBytes?: number }): Response {
   const where = redirectPlace(options.redirectUri);
   // The name is whatever the client registered; where the code goes is what can be vouched for.
   const known = knownClientName(options.redirectUri);
@@ -111,9 +120,16 @@ ${credentialHelp(f)}${credentialError(f.error)}${credentialInputField(f, options
 <p class="muted">Kept sealed; only your own sessions of <code>${escapeHtml(f.route)}</code> receive it. Replace or delete it on your <a href="/account">account page</a>.</p></fieldset>`,
     )
     .join('\n');
+  const services = (options.services ?? [])
+    .map(
+      (c) => `<fieldset><legend>Your ${escapeHtml(c.label)} for <code>${escapeHtml(c.route)}</code></legend>
+<p>Not connected yet. After Allow, you sign in to it${c.authorizationEndpoint ? ` at <code>${escapeHtml(new URL(c.authorizationEndpoint).host)}</code>` : ''} and let this gateway use it for you; then you come back here.</p>
+<p class="muted">Its tokens are kept sealed; only your own sessions of <code>${escapeHtml(c.route)}</code> receive its access. Disconnect it on your <a href="/account">account page</a>.</p></fieldset>`,
+    )
+    .join('\n');
   return page({
     title: 'Allow access?',
-    formTarget: options.redirectUri,
+    formTarget: [options.redirectUri, ...(options.services ?? []).flatMap((c) => (c.authorizationEndpoint ? [c.authorizationEndpoint] : []))],
     status: credentials.some((f) => f.error) ? 400 : 200,
     body: `<h1>Allow ${escapeHtml(options.clientName)} to use your MCP tools?</h1>
 <p>Signed in as <strong>${escapeHtml(options.email)}</strong>.</p>
@@ -121,7 +137,7 @@ ${credentialHelp(f)}${credentialError(f.error)}${credentialInputField(f, options
 <ul>${options.routes.map((r) => `<li><code>${escapeHtml(r)}</code></li>`).join('')}</ul>
 <form method="post" action="/consent">
 <input type="hidden" name="request" value="${escapeHtml(options.requestId)}"><input type="hidden" name="csrf" value="${escapeHtml(options.csrf)}">
-${fields}
+${fields}${services}
 <p><button name="decision" value="allow" type="submit">Allow</button> <button name="decision" value="deny" type="submit" formnovalidate>Deny</button></p></form>
 <p class="muted">Only allow clients you trust. You can revoke access later.</p>`,
   });

@@ -25,12 +25,19 @@ export interface UserCredentialRecord {
   version: string;
   createdAt: number;
   updatedAt: number;
+  /** A service account connected through its OAuth server (routes[].user_oauth): the sealed value holds its tokens (service-accounts.ts). */
+  kind?: 'service-account';
+  /** Service accounts: when the access token expires (epoch ms), when the service said. */
+  expiresAt?: number;
 }
 
 export const credentialId = (userSub: string, route: string) => sha256(`credential\n${userSub}\n${route}`);
 
 const PURPOSE = 'user credential';
 const context = (userSub: string, route: string) => `mcp-front user credential\n${userSub}\n${route}`;
+
+/** Seals a value for this user and route under the sealing key: user credentials and service accounts alike. */
+export const sealUserCredential = (keys: CredentialKeys, userSub: string, route: string, plain: string) => sealer(keys.sealing, PURPOSE).seal(plain, context(userSub, route));
 
 /**
  * Why `value` can't be the route's credential, as a sentence for the page, or undefined. Visible
@@ -65,6 +72,17 @@ export function credentialNeeds(config: Pick<Config, 'oauth' | 'routes'>, keys: 
     const route = config.routes.find((r) => routeResources(config.oauth.issuer, r).includes(resource));
     if (!route?.userCredential) return undefined;
     const { label } = route.userCredential;
+    if (route.userCredential.oauth) {
+      const again = `connect it again: your MCP client's next authorization asks you to`;
+      return {
+        route: route.path,
+        refusal: (record, userSub) => {
+          if (!record || record.kind !== 'service-account') return `your ${label} is not connected for ${route.path}: ${again}`;
+          if (!keys || openUserCredential(keys, record, { userSub, route: route.path }) === undefined) return `your ${label} connection for ${route.path} can no longer be read: ${again}`;
+          return undefined;
+        },
+      };
+    }
     return {
       route: route.path,
       refusal: (record, userSub) => {
@@ -85,7 +103,7 @@ export async function saveUserCredential(store: Store, clock: Clock, keys: Crede
     userSub: user.sub,
     email: user.email.toLowerCase(),
     route,
-    sealed: sealer(keys.sealing, PURPOSE).seal(value, context(user.sub, route)),
+    sealed: sealUserCredential(keys, user.sub, route, value),
     version: randomToken(12),
     createdAt: previous?.createdAt ?? now,
     updatedAt: now,

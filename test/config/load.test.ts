@@ -197,3 +197,37 @@ describe('routes[].user_credential', () => {
     expect(errorOf(withRoutes('  - { path: /account, type: stdio, command: [x] }\n'))).toContain('routes[0].path: is reserved for the authorization server');
   });
 });
+
+describe('routes[].user_oauth', () => {
+  const withRoutes = (routes: string) => `oauth:\n  issuer: http://127.0.0.1:8080\nroutes:\n${routes}`;
+  const common = 'client_id: gw, client_secret: "${SVC_SECRET}", scopes: [repo, read]';
+
+  it('reads an issuer to discover and the route\'s own credential delivery: {token} in the header, the secret from the environment', () => {
+    const config = parseConfig(
+      withRoutes(
+        `  - { path: /gh, type: http, backend: "https://gh.example.com/mcp", user_oauth: { issuer: "https://auth.example.com/", ${common}, header: "Authorization: Bearer {token}" } }\n` +
+          `  - { path: /db, type: stdio, command: [x], user_oauth: { label: Warehouse account, authorization_endpoint: "https://wh.example.com/oauth/authorize", token_endpoint: "https://wh.example.com/oauth/token", ${common}, env: WH_TOKEN } }\n`,
+      ),
+      { SVC_SECRET: 's3cret' },
+    );
+    const [gh, db] = config.routes;
+    expect(gh!.userCredential).toMatchObject({ label: 'auth.example.com account', inject: { kind: 'header', name: 'Authorization', template: 'Bearer {credential}' }, oauth: { issuer: 'https://auth.example.com', clientId: 'gw', clientSecret: 's3cret', scopes: ['repo', 'read'] } });
+    expect(db!.userCredential).toMatchObject({ label: 'Warehouse account', inject: { kind: 'env', name: 'WH_TOKEN' }, oauth: { authorizationEndpoint: 'https://wh.example.com/oauth/authorize', tokenEndpoint: 'https://wh.example.com/oauth/token' } });
+  });
+
+  it.each([
+    ['neither an issuer nor both endpoints', `  - { path: /db, type: stdio, command: [x], user_oauth: { token_endpoint: "https://a.example/t", ${common}, env: T } }\n`, 'routes[0].user_oauth: needs issuer'],
+    ['an http issuer', `  - { path: /db, type: stdio, command: [x], user_oauth: { issuer: "http://a.example", ${common}, env: T } }\n`, 'routes[0].user_oauth.issuer'],
+    ['both user_credential and user_oauth', `  - { path: /db, type: stdio, command: [x], user_credential: { label: k, instructions: i, env: K }, user_oauth: { issuer: "https://a.example", ${common}, env: T } }\n`, 'user_credential and user_oauth exclude each other'],
+    ['a header without {token}', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_oauth: { issuer: "https://a.example", ${common}, header: "Authorization: Bearer {credential}" } }\n`, 'routes[0].user_oauth.header: must be'],
+    ['a header the gateway sets', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_oauth: { issuer: "https://a.example", ${common}, header: "Mcp-Session-Id: {token}" } }\n`, 'routes[0].user_oauth.header: mcp-session-id is set by the gateway'],
+    ['an env also in environment', `  - { path: /db, type: stdio, command: [x], environment: { T: x }, user_oauth: { issuer: "https://a.example", ${common}, env: T } }\n`, 'routes[0].user_oauth.env: T is also in environment'],
+    ['no client_secret', `  - { path: /db, type: stdio, command: [x], user_oauth: { issuer: "https://a.example", client_id: gw, env: T } }\n`, 'routes[0].user_oauth.client_secret'],
+  ])('refuses %s', (_name, routes, message) => {
+    expect(errorOf(withRoutes(routes), { SVC_SECRET: 's' })).toContain(message);
+  });
+
+  it('reserves /connect (the service accounts\' callback) for the authorization server', () => {
+    expect(errorOf(withRoutes('  - { path: /connect, type: stdio, command: [x] }\n'))).toContain('routes[0].path: is reserved for the authorization server');
+  });
+});
