@@ -1,9 +1,9 @@
 import { createServer } from 'node:http';
 import { z } from 'zod';
-import { McpServer, StdioServerTransport, WebStandardStreamableHTTPServerTransport } from '../../lib/mcp/sdk.ts';
+import { McpServer, StdioServerTransport } from '../../lib/mcp/sdk.ts';
+import { perSessionEndpoint } from '../../lib/mcp/sdk-sessions.ts';
 import { toNodeListener } from '../../lib/http/node-server.ts';
 import { silentLogger } from '../../lib/log.ts';
-import { randomToken } from '../../lib/random.ts';
 
 // The bundled demo MCP server, written with the official SDK: what `npm start` serves on both
 // example routes, and what the tests and benchmarks measure against. stdio by default;
@@ -33,23 +33,8 @@ async function serveStdio(): Promise<void> {
 }
 
 async function serveHttp(port: number): Promise<void> {
-  const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
-  const handler = async (req: Request): Promise<Response> => {
-    if (new URL(req.url).pathname !== '/mcp') return new Response('not found', { status: 404 });
-    const id = req.headers.get('mcp-session-id');
-    let transport = id ? sessions.get(id) : undefined;
-    if (id && !transport) return Response.json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }, { status: 404 });
-    if (!transport) {
-      const created = new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomToken(16),
-        onsessioninitialized: (sid) => void sessions.set(sid, created),
-        onsessionclosed: (sid) => void sessions.delete(sid),
-      });
-      await demoServer().connect(created);
-      transport = created;
-    }
-    return transport.handleRequest(req);
-  };
+  const endpoint = perSessionEndpoint((transport) => demoServer().connect(transport));
+  const handler = async (req: Request): Promise<Response> => (new URL(req.url).pathname === '/mcp' ? endpoint(req) : new Response('not found', { status: 404 }));
   const http = createServer(toNodeListener(async (req) => handler(req), { log: silentLogger }));
   await new Promise<void>((resolve) => http.listen(port, '127.0.0.1', resolve));
   const address = http.address() as { port: number };
