@@ -64,6 +64,19 @@ describe('stdio JSON-RPC framing', () => {
   });
 });
 
+/** The data of each event readEvents yields from a stream delivered in exactly these chunks. */
+async function eventData(chunks: string[]): Promise<string[]> {
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const c of chunks) controller.enqueue(new TextEncoder().encode(c));
+      controller.close();
+    },
+  });
+  const got: string[] = [];
+  for await (const e of readEvents(stream)) got.push(e.data);
+  return got;
+}
+
 describe('SSE parsing', () => {
   it('yields every event\'s data (multi-line included) whatever the line endings (LF, CR, CR LF) and however the stream is chunked', async () => {
     const data = fc.array(fc.string({ unit: 'grapheme', maxLength: 40 }).map((s) => s.replace(/[\r\n]/g, '')), { minLength: 1, maxLength: 3 });
@@ -99,29 +112,11 @@ describe('SSE parsing', () => {
   it('reads a CR, then an LF alone in its chunk, then an LF, as one line ending and a blank line', async () => {
     // Found by the property above (seed 340650258): the lone LF settled the CR, but the parser
     // still thought the next chunk's LF could be the CR's, and swallowed the blank line.
-    const parts = ['data: \r', '\n', '\ndata: two\r\n\r\n'];
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        for (const p of parts) controller.enqueue(new TextEncoder().encode(p));
-        controller.close();
-      },
-    });
-    const got: string[] = [];
-    for await (const e of readEvents(stream)) got.push(e.data);
-    expect(got).toEqual(['', 'two']);
+    expect(await eventData(['data: \r', '\n', '\ndata: two\r\n\r\n'])).toEqual(['', 'two']);
   });
 
   it('reads a CR LF split across two chunks as one line ending, not as the blank line that ends an event', async () => {
-    const parts = ['data: one\r', '\ndata: two\r\n\r\n'];
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        for (const p of parts) controller.enqueue(new TextEncoder().encode(p));
-        controller.close();
-      },
-    });
-    const got: string[] = [];
-    for await (const e of readEvents(stream)) got.push(e.data);
-    expect(got).toEqual(['one\ntwo']);
+    expect(await eventData(['data: one\r', '\ndata: two\r\n\r\n'])).toEqual(['one\ntwo']);
   });
 });
 
