@@ -73,7 +73,7 @@ server:
   port: \${MCP_FRONT_PORT}
 `;
 
-function quantile(sorted: readonly number[], q: number): number {
+export function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
@@ -166,26 +166,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     open++;
     try {
       await client.connect(transport);
-      const calls = 1 + (n % 5);
-      for (let i = 0; i < calls; i++) {
-        const text = `w${worker}-s${n}-c${i}`;
-        const started = performance.now();
-        const result = (await client.callTool({ name: 'echo', arguments: { text } })) as { content: Array<{ text: string }> };
-        const ms = performance.now() - started;
-        latencies.push(ms);
-        windowLatencies.push(ms);
-        totals.calls++;
-        if (result.content[0]?.text !== text) fail('wrong answer', new Error(JSON.stringify(result).slice(0, 80)));
-      }
+      await echoCalls(client, `w${worker}-s${n}`, 1 + (n % 5), {
+        latency: (ms) => (latencies.push(ms), windowLatencies.push(ms), totals.calls++),
+        wrong: (err) => fail('wrong answer', err),
+      });
       if (vanish) {
-        // A call the client never waits for: it drops the connection with the call in flight.
         totals.vanished++;
-        const abort = new AbortController();
-        const call = client.callTool({ name: 'slow', arguments: { ms: 2_000 } }, undefined, { signal: abort.signal }).catch(() => undefined);
-        await new Promise((resolve) => setTimeout(resolve, 30));
-        abort.abort();
-        await call;
-        await client.close();
+        await vanishMidCall(client);
         return;
       }
       if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession();
@@ -282,6 +269,27 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   }).length;
   const sorted = [...latencies].sort((a, b) => a - b);
   return { samples, totals, latency: { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? 0 }, exitCode, leftAfterExit, before, baseline, end, persistentZombies: [...persistentZombies] };
+}
+
+/** `calls` echo calls on one session, each answer checked against what was sent. */
+export async function echoCalls(client: InstanceType<typeof Client>, label: string, calls: number, record: { latency(ms: number): void; wrong(err: Error): void }): Promise<void> {
+  for (let i = 0; i < calls; i++) {
+    const text = `${label}-c${i}`;
+    const started = performance.now();
+    const result = (await client.callTool({ name: 'echo', arguments: { text } })) as { content: Array<{ text: string }> };
+    record.latency(performance.now() - started);
+    if (result.content[0]?.text !== text) record.wrong(new Error(JSON.stringify(result).slice(0, 80)));
+  }
+}
+
+/** A call the client never waits for: it drops the connection with the call in flight and never comes back. */
+export async function vanishMidCall(client: InstanceType<typeof Client>): Promise<void> {
+  const abort = new AbortController();
+  const call = client.callTool({ name: 'slow', arguments: { ms: 2_000 } }, undefined, { signal: abort.signal }).catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  abort.abort();
+  await call;
+  await client.close();
 }
 
 /**

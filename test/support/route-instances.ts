@@ -28,7 +28,8 @@ export interface RouteInstance {
   kill(): Promise<void>;
   /** Starts it again on the same port (a new process: a new instance id). */
   restart(): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGTERM (SIGKILL after 12 s, Cloud Run's grace and then some); its exit code. */
+  stop(): Promise<number | null>;
 }
 
 export interface Balancer {
@@ -118,11 +119,12 @@ export async function startRouteInstance(options: { yaml: string; route: string;
     },
     restart: launch,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 12_000);
-      await exitOf(child);
+      const code = await exitOf(child);
       clearTimeout(timer);
+      return code;
     },
   };
 }
