@@ -25,6 +25,24 @@ export interface AuthOptions {
   readonly resources?: readonly string[];
 }
 
+/**
+ * The token endpoint will not give a token for this resource, though the sign-in stands:
+ * `invalid_target` (RFC 8707 §2.2) for a resource outside the grant (mcp-front leaves out the
+ * routes a user may not use), `invalid_grant` when the grant is over or the resource was
+ * withdrawn from it. `code` is the OAuth error code.
+ */
+export class ResourceRefused extends ConnectError {
+  readonly resource: string;
+  readonly code: string;
+  readonly description: string | undefined;
+  constructor(resource: string, code: string, description: string | undefined) {
+    super(`no token for ${resource}: ${code}${description ? ` (${description})` : ''}`);
+    this.resource = resource;
+    this.code = code;
+    this.description = description;
+  }
+}
+
 /** Refresh this long before expiry, so no request goes out with a token about to die. */
 const REFRESH_AHEAD_MS = 60_000;
 
@@ -82,10 +100,9 @@ export class Authorizer {
     return this.#inFlight;
   }
 
-  /** After a 401 with `rejected` for `resource`: a refreshed token for it (see renew, accessTokenFor). */
+  /** After a 401 with `rejected` for `resource`: a refreshed token for it (see accessTokenFor). */
   async renewFor(resource: string, rejected: string): Promise<string> {
-    const { discovered, file } = await this.#context();
-    if (resource === discovered.resource) return this.renew(rejected);
+    const { file } = await this.#context();
     await file.withLock(async () => {
       const grant = file.read();
       if (grant?.perResource?.[resource]?.accessToken !== rejected) return; // renewed meanwhile
@@ -96,25 +113,48 @@ export class Authorizer {
   }
 
   /**
-   * A token for another resource the sign-in covered (`connect --all`): the refresh token is
-   * exchanged for one (RFC 8707 §2.2), under the same lock, and kept per resource.
+   * `connect --all`: a refresh token for the sign-in, from the grant file or a new sign-in
+   * (true: a new one). A sign-in that did not ask for every resource wanted now (a route added
+   * since) does not count: a resource left out of its grant would look refused. `again`: the one
+   * in the file was refused for every resource; unless another process has signed in meanwhile,
+   * sign in anew.
+   */
+  async ensureSignedIn(options: { again?: boolean } = {}): Promise<boolean> {
+    const { discovered, file } = await this.#context();
+    const failed = options.again ? file.read()?.refreshToken : undefined;
+    const wanted = this.#options.resources ?? [];
+    const held = (g: StoredGrant | undefined) => g?.refreshToken !== undefined && g.refreshToken !== failed && wanted.every((r) => g.resources?.includes(r));
+    if (held(file.read())) return false;
+    return file.withLock(async () => {
+      if (held(file.read())) return false;
+      await this.#signIn(discovered, file);
+      return true;
+    });
+  }
+
+  /**
+   * A token for one of the resources the sign-in covered (`connect --all`): the refresh token is
+   * exchanged for one (RFC 8707 §2.2), under the same lock, and kept per resource. Throws
+   * ResourceRefused when the server will not give one for this resource.
    */
   async accessTokenFor(resource: string): Promise<string> {
     const { discovered, file } = await this.#context();
-    if (resource === discovered.resource) return this.accessToken();
     const usable = (g: StoredGrant | undefined) => {
       const t = g?.perResource?.[resource];
       return t && t.expiresAt - Date.now() > Math.min(REFRESH_AHEAD_MS, t.lifetimeMs / 10) ? t.accessToken : undefined;
     };
     const cached = usable(file.read());
     if (cached) return cached;
-    await this.accessToken(); // signed in, refresh token at hand
+    await this.ensureSignedIn();
     return file.withLock(async () => {
       const grant = file.read()!;
       const again = usable(grant);
       if (again) return again;
       const refreshed = await this.#tokenRequest(discovered, grant, { grant_type: 'refresh_token', refresh_token: grant.refreshToken!, resource });
-      if (!refreshed.ok) throw new ConnectError(`no token for ${resource}: ${refreshed.error}`);
+      if (!refreshed.ok) {
+        if (refreshed.error === 'invalid_target' || refreshed.error === 'invalid_grant') throw new ResourceRefused(resource, refreshed.error, refreshed.description);
+        throw new ConnectError(`no token for ${resource}: ${refreshed.error}`);
+      }
       const t = refreshed.tokens;
       file.write({ ...grant, refreshToken: t.refreshToken, perResource: { ...grant.perResource, [resource]: { accessToken: t.accessToken, expiresAt: t.expiresAt, lifetimeMs: t.lifetimeMs } } });
       return t.accessToken;
@@ -177,6 +217,7 @@ export class Authorizer {
     const { metadata } = discovered;
     const state = randomBytes(16).toString('base64url');
     const verifier = randomBytes(32).toString('base64url');
+    const several = this.#options.resources !== undefined;
     const listener = await loopbackCallback(this.#options.callbackPort ?? 0, state, this.#options.signInTimeoutMs ?? 5 * 60_000);
     try {
       const client = await this.#register(discovered, listener.redirectUri, file.read());
@@ -194,16 +235,26 @@ export class Authorizer {
       for (const extra of this.#options.resources ?? []) if (extra !== discovered.resource) url.searchParams.append('resource', extra);
       this.#options.log(`mcp-front connect: sign in to ${discovered.resource} in your browser: ${url}`);
       this.#options.openBrowser?.(url.toString());
-      const answer = await listener.result;
+      // mcp-front answers a request for routes none of which the user may use with a page,
+      // never a redirect to us (consent.ts): all we can see is the wait running out.
+      const answer = await listener.result.catch((err: unknown) => {
+        throw several && err instanceof ConnectError ? new ConnectError(`${err.message}; if your browser shows "No access to this MCP server", you may use none of these routes`) : err;
+      });
       if (answer.get('error')) throw new ConnectError(`sign-in refused: ${answer.get('error_description') ?? answer.get('error')}`);
       // RFC 9207: the answer must come from the server we asked (mix-up attacks).
       if (metadata.authorization_response_iss_parameter_supported && answer.get('iss') !== metadata.issuer) throw new ConnectError(`the sign-in answer came from ${answer.get('iss')}, not ${metadata.issuer}`);
       const code = answer.get('code');
       if (!code) throw new ConnectError('the sign-in answer carries no code');
       const base: StoredGrant = { server: this.#server, resource: discovered.resource, ...client, redirectUri: listener.redirectUri };
-      const exchanged = await this.#tokenRequest(discovered, base, { grant_type: 'authorization_code', code, redirect_uri: listener.redirectUri, code_verifier: verifier, resource: discovered.resource });
+      // Several resources: the server may have left out of the grant those the user may not
+      // use, whichever they are, so the code is exchanged without naming one (RFC 8707 §2.2
+      // lets the server choose; it takes the grant's first). That token is not kept: its
+      // audience is unknown here. Each resource's own comes from the refresh token, asked for
+      // by name (accessTokenFor).
+      const exchanged = await this.#tokenRequest(discovered, base, { grant_type: 'authorization_code', code, redirect_uri: listener.redirectUri, code_verifier: verifier, ...(several ? {} : { resource: discovered.resource }) });
       if (!exchanged.ok) throw new ConnectError(`the code exchange failed: ${exchanged.error}`);
-      file.write({ ...base, ...exchanged.tokens });
+      if (several && !exchanged.tokens.refreshToken) throw new ConnectError('the server gave no refresh token, which a sign-in for several routes needs');
+      file.write(several ? { ...base, refreshToken: exchanged.tokens.refreshToken, resources: [...this.#options.resources!] } : { ...base, ...exchanged.tokens });
       this.#options.log('mcp-front connect: signed in');
       return exchanged.tokens.accessToken;
     } finally {
@@ -223,8 +274,8 @@ export class Authorizer {
       if (grant.clientSecret) form.set('client_secret', grant.clientSecret);
     }
     const res = await fetchJson(discovered.metadata.token_endpoint, { method: 'POST', headers, body: form.toString() });
-    const body = (res.body ?? {}) as { access_token?: string; refresh_token?: string; expires_in?: number; error?: string };
-    if (res.status !== 200 || !body.access_token) return { ok: false as const, error: body.error ?? `HTTP ${res.status}` };
+    const body = (res.body ?? {}) as { access_token?: string; refresh_token?: string; expires_in?: number; error?: string; error_description?: string };
+    if (res.status !== 200 || !body.access_token) return { ok: false as const, error: body.error ?? `HTTP ${res.status}`, description: typeof body.error_description === 'string' ? body.error_description.replace(/[^\x20-\x7e]/g, '').slice(0, 300) : undefined };
     return {
       ok: true as const,
       tokens: { accessToken: body.access_token, refreshToken: body.refresh_token ?? grant.refreshToken, expiresAt: Date.now() + (body.expires_in ?? 3600) * 1000, lifetimeMs: (body.expires_in ?? 3600) * 1000 },

@@ -19,7 +19,9 @@ export interface StoredGrant {
   /** Epoch ms. */
   expiresAt?: number;
   lifetimeMs?: number;
-  /** `connect --all`: tokens for the other routes the same sign-in covers. */
+  /** `connect --all`: every resource the sign-in asked for; the grant covers those the user may use. */
+  resources?: string[];
+  /** `connect --all`: a token for each route the sign-in covers. */
   perResource?: Record<string, { accessToken: string; expiresAt: number; lifetimeMs: number }>;
 }
 
