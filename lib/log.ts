@@ -15,7 +15,7 @@ const ORDER: Record<Severity, number> = { DEBUG: 0, INFO: 1, NOTICE: 2, WARNING:
 
 export function createLogger(options: { minimum?: Severity; write?: (line: string) => void; base?: Record<string, unknown> } = {}): Logger {
   const minimum = ORDER[options.minimum ?? 'INFO'];
-  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const write = options.write ?? toStderr;
   const base = options.base ?? {};
   const logger: Logger = {
     log(severity, message, fields) {
@@ -29,6 +29,25 @@ export function createLogger(options: { minimum?: Severity; write?: (line: strin
   };
   return logger;
 }
+
+/**
+ * Lines to stderr, those of one turn of the event loop in one write: a write to a pipe (Cloud
+ * Run's log collector, a supervisor's) is a system call and wakes its reader, and the audit
+ * line of every tools/call would otherwise cost one of each. Whatever is pending at exit is
+ * written before the process ends.
+ */
+let pending: string[] = [];
+function flush(): void {
+  if (!pending.length) return;
+  const text = pending.join('');
+  pending = [];
+  process.stderr.write(text);
+}
+function toStderr(line: string): void {
+  if (!pending.length) setImmediate(flush);
+  pending.push(`${line}\n`);
+}
+process.on('exit', flush);
 
 /** A logger that keeps lines in memory, for tests that assert what was (not) logged. */
 export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>> } {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { lazyBody } from './body.ts';
 import { clientIp } from './client-ip.ts';
-import { requestUrl, type Handler, type RequestContext } from './types.ts';
+import { madeAnswer, requestUrl, type Handler, type RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
 // The node:http adapter: a few lines between Node's server and the web-standard handlers.
@@ -48,6 +48,12 @@ function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
 }
 
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
+  const made = madeAnswer(response);
+  if (made) {
+    // An MCP answer, already JSON text: written as it was made, the Response never read back.
+    res.writeHead(response.status, { ...made.headers, 'content-length': String(Buffer.byteLength(made.text)) }).end(made.text);
+    return;
+  }
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((value, key) => {
     if (key !== 'set-cookie') headers[key] = value;

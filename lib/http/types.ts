@@ -17,6 +17,22 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
   });
 }
 
+/** Answers made by `jsonAnswer`, as made: the Node adapter writes them without reading the Response back. */
+const answers = new WeakMap<Response, { readonly text: string; readonly headers: Record<string, string> }>();
+
+/** A JSON answer whose text is already serialised (an MCP message as it came). A web-standard Response all the same. */
+export function jsonAnswer(text: string, status: number, headers: Record<string, string>): Response {
+  const all = { ...headers, 'content-type': 'application/json' };
+  const response = new Response(text, { status, headers: all });
+  answers.set(response, { text, headers: all });
+  return response;
+}
+
+/** A `jsonAnswer` nobody has read yet: its text and headers. */
+export function madeAnswer(response: Response): { readonly text: string; readonly headers: Record<string, string> } | undefined {
+  return response.bodyUsed ? undefined : answers.get(response);
+}
+
 const HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /**

@@ -1,5 +1,6 @@
+import { jsonAnswer } from '../http/types.ts';
 import type { EventLog } from './event-log.ts';
-import { isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
+import { isResponse, textOf, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
 
 // One POST's worth of requests, waiting for their responses. The answer is JSON when the
 // responses are all that arrive, and turns into an event stream as soon as the server sends
@@ -64,12 +65,12 @@ export class Exchange {
     if (this.#done) return;
     if (isResponse(message)) this.pending.delete(message.id!);
     if (this.stream !== undefined) {
-      this.#write(this.#options.events.append(this.stream, JSON.stringify(message)));
+      this.#write(this.#options.events.append(this.stream, textOf(message)));
     } else if (isResponse(message)) {
       this.#collected.push(message);
       if (this.pending.size) return;
-      const body = this.#options.batch ? this.#collected : this.#collected[0];
-      this.#resolve(new Response(JSON.stringify(body), { status, headers: { ...this.#options.headers, 'content-type': 'application/json' } }));
+      const body = this.#options.batch ? `[${this.#collected.map(textOf).join(',')}]` : textOf(this.#collected[0]!);
+      this.#resolve(jsonAnswer(body, status, this.#options.headers));
       this.#done = true;
       this.#finish();
       return;
@@ -93,7 +94,7 @@ export class Exchange {
     const { events, primeRetryMs, resumable } = this.#options;
     const stream = (this.stream = events.openStream());
     const initial = resumable && primeRetryMs !== undefined ? [events.prime(stream, primeRetryMs)] : [];
-    for (const m of first) initial.push(events.append(stream, JSON.stringify(m)));
+    for (const m of first) initial.push(events.append(stream, textOf(m)));
     this.#resolve(new Response(this.#connect(initial), { status: 200, headers: { ...this.#options.headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } }));
   }
 

@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import { googleIdTokenHeader } from '../gcp.ts';
 import { BackendError, type Backend, type BackendEvents, type MessageOrigin } from './backend.ts';
-import { asMessage, isRequest, type JsonRpcMessage } from './jsonrpc.ts';
+import { asMessage, isRequest, textOf, type JsonRpcMessage } from './jsonrpc.ts';
 import { readEvents } from './sse.ts';
 
 // A `type: http` route's server: every client message is POSTed to the backend; JSON and
@@ -143,7 +143,7 @@ export function startHttpBackend(options: HttpBackendOptions, events: BackendEve
       if (closed) throw new BackendError('the session is closed');
       let res: Response;
       try {
-        res = await fetch(options.url, { method: 'POST', headers: { ...Object.fromEntries(await headersFor('application/json, text/event-stream')), 'content-type': 'application/json' }, body: JSON.stringify(message) });
+        res = await fetch(options.url, { method: 'POST', headers: { ...Object.fromEntries(await headersFor('application/json, text/event-stream')), 'content-type': 'application/json' }, body: textOf(message) });
       } catch (err) {
         throw new BackendError(`the MCP server at ${new URL(options.url).host} is unreachable: ${(err as Error).cause ?? (err as Error).message}`, { cause: err });
       }

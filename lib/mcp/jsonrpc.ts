@@ -43,6 +43,40 @@ export function asMessage(value: unknown): JsonRpcMessage | undefined {
   return value as JsonRpcMessage;
 }
 
+/**
+ * The text a message arrived as, when it arrived alone in it. Forwarding sends that text as it
+ * came instead of serialising the parsed object again: the gateway reads a message's `id` and
+ * `method`, never rewrites one in place (a changed message is a new object, with no text).
+ */
+const texts = new WeakMap<JsonRpcMessage, string>();
+
+/**
+ * Parses one line or body (throws when it isn't JSON); keeps its text for `textOf` when it is a
+ * single message, unless `keepText` is false: a client's text is forwarded as it came only where
+ * nothing is decided on its content, because parsers differ (two `name` keys in a tools/call:
+ * JSON.parse keeps the last, some servers the first, and a tool policy would judge another tool
+ * than the server runs). Re-serialised, the server sees exactly what the gateway read.
+ */
+export function parseMessages(text: string, keepText = true): { messages: Array<JsonRpcMessage | undefined>; batch: boolean } {
+  const value: unknown = JSON.parse(text);
+  if (Array.isArray(value)) return { messages: value.map(asMessage), batch: true };
+  const message = asMessage(value);
+  if (message && keepText) texts.set(message, text);
+  return { messages: [message], batch: false };
+}
+
+/** The message as JSON text: the text it arrived as, when it has one. */
+export function textOf(message: JsonRpcMessage): string {
+  return texts.get(message) ?? JSON.stringify(message);
+}
+
+/** A message as one line of the stdio transport: its own text, unless that spans lines (pretty-printed JSON). */
+export function lineOf(message: JsonRpcMessage): string {
+  const text = texts.get(message);
+  // A CR is a line end to some readers (Python's universal newlines): such text is re-serialised.
+  return text !== undefined && !/[\r\n]/.test(text) ? text : JSON.stringify(message);
+}
+
 const NEWLINE = 0x0a;
 
 /**

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import { BackendError, type Backend, type MessageOrigin } from './backend.ts';
-import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
+import { ErrorCode, errorResponse, isRequest, isResponse, textOf, type JsonRpcId, type JsonRpcMessage } from './jsonrpc.ts';
 import { encodeEvent } from './sse.ts';
 import { EventLog, GET_STREAM } from './event-log.ts';
 import { Exchange } from './exchange.ts';
@@ -384,8 +384,8 @@ export class McpSession implements SessionInfo {
 
   /** To the session's own stream: kept in the event log for a GET that comes later or resumes; legacy streams have no ids and keep nothing. */
   #toStream(message: JsonRpcMessage): void {
-    if (this.#options.legacy) return void this.#stream.write(encodeEvent(JSON.stringify(message), { event: 'message' }));
-    const bytes = this.#events.append(GET_STREAM, JSON.stringify(message));
+    if (this.#options.legacy) return void this.#stream.write(encodeEvent(textOf(message), { event: 'message' }));
+    const bytes = this.#events.append(GET_STREAM, textOf(message));
     if (this.#stream.write(bytes)) this.#getWritten = this.#events.last;
   }
 

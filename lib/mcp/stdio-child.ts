@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Logger } from '../log.ts';
 import { BackendError, type Backend, type BackendEvents } from './backend.ts';
-import { asMessage, LineFramer, type JsonRpcMessage } from './jsonrpc.ts';
+import { LineFramer, lineOf, parseMessages, type JsonRpcMessage } from './jsonrpc.ts';
 import { sessionContainer } from './session-container.ts';
 
 // One stdio MCP server process per session. It leads its own process group, so ending the
@@ -74,16 +74,14 @@ export function startStdioChild(options: StdioChildOptions, events: BackendEvent
   const framer = new LineFramer();
   child.stdout.on('data', (chunk: Buffer) => {
     for (const line of framer.push(chunk)) {
-      let parsed: unknown;
+      let parsed: ReturnType<typeof parseMessages>;
       try {
-        parsed = JSON.parse(line);
+        parsed = parseMessages(line);
       } catch {
         log.warn('MCP server wrote a line that is not JSON', { stream: 'stdout', text: line.slice(0, STDERR_LINE_MAX) });
         continue;
       }
-      const messages = Array.isArray(parsed) ? parsed : [parsed];
-      for (const value of messages) {
-        const message = asMessage(value);
+      for (const message of parsed.messages) {
         if (message) events.message(message);
         else log.warn('MCP server wrote JSON that is not a JSON-RPC message', { stream: 'stdout', text: line.slice(0, STDERR_LINE_MAX) });
       }
@@ -95,6 +93,12 @@ export function startStdioChild(options: StdioChildOptions, events: BackendEvent
   });
   // A write to a dead child must not crash the gateway: 'close' reports the exit.
   child.stdin.on('error', () => undefined);
+
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    child.stdin.uncork();
+  };
 
   const signalGroup = (signal: NodeJS.Signals) => {
     try {
@@ -108,9 +112,15 @@ export function startStdioChild(options: StdioChildOptions, events: BackendEvent
     pid: child.pid,
     async send(message: JsonRpcMessage): Promise<void> {
       if (exited || closing) throw new BackendError('the MCP server has exited');
-      const line = `${JSON.stringify(message)}\n`;
+      // The messages of one turn of the event loop go to the pipe in one write: one wake-up of
+      // the server for several calls in flight, not one each.
+      if (!corked) {
+        corked = true;
+        child.stdin.cork();
+        setImmediate(uncork);
+      }
       // Back-pressure: wait for the pipe to drain rather than buffer without bound.
-      if (!child.stdin.write(line)) await new Promise<void>((resolve) => child.stdin.once('drain', resolve).once('close', resolve));
+      if (!child.stdin.write(`${lineOf(message)}\n`)) await new Promise<void>((resolve) => child.stdin.once('drain', resolve).once('close', resolve));
     },
     async close(): Promise<void> {
       closing = true;

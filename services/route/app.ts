@@ -1,6 +1,6 @@
 import type { Clock } from '../../lib/clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../../lib/config/config.ts';
-import type { RequestContext } from '../../lib/http/types.ts';
+import { madeAnswer, type RequestContext } from '../../lib/http/types.ts';
 import { readBodyLimited } from '../../lib/http/body.ts';
 import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
@@ -9,7 +9,7 @@ import { InvalidTokenError, type AccessTokenClaims, type AccessTokenVerifier } f
 import type { SigningKey } from '../../lib/tokens/keys.ts';
 import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
-import { asMessage, ErrorCode, errorResponse, isRequest, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
+import { ErrorCode, errorResponse, isRequest, parseMessages, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { createSessionRegistry, type RouteClaims, type SessionRecord, type SessionRegistryDeps } from './registry.ts';
 import { routeCredentialOpener } from '../../lib/tokens/route-credential.ts';
 
@@ -118,16 +118,15 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     if (!(req.headers.get('content-type') ?? '').toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
     const text = await readBodyLimited(req, MAX_BODY_BYTES);
     if (text === undefined) return rpcError(413, ErrorCode.InvalidRequest, `the message is larger than ${MAX_BODY_BYTES} bytes`, cors);
-    let parsed: unknown;
+    let parsed: ReturnType<typeof parseMessages>;
     try {
-      parsed = JSON.parse(text);
+      // A route with a tool policy decides on content: the server gets what the policy judged (jsonrpc.ts).
+      parsed = parseMessages(text, !route.tools);
     } catch {
       return rpcError(400, ErrorCode.ParseError, 'the body is not JSON', cors);
     }
-    const batch = Array.isArray(parsed);
-    const items = batch ? (parsed as unknown[]) : [parsed];
-    const messages = items.map(asMessage);
-    if (!items.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
+    const { messages, batch } = parsed;
+    if (!messages.length || messages.some((m) => !m)) return rpcError(400, ErrorCode.InvalidRequest, 'not a JSON-RPC 2.0 message', cors);
     return { messages: messages as JsonRpcMessage[], batch };
   };
 
@@ -147,7 +146,9 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id });
       const requested = (initialize.params as { protocolVersion?: unknown } | undefined)?.protocolVersion;
       const response = await session.post(valid, false, req.signal, { ...cors, 'mcp-session-id': session.id }, { protocolVersion: typeof requested === 'string' ? requested : protocolVersion });
-      const body = response.headers.get('content-type')?.includes('json') ? ((await response.clone().json()) as JsonRpcMessage) : undefined;
+      // The negotiated version, from the answer's text as it will be written (a JSON answer is one message here).
+      const text = madeAnswer(response)?.text ?? (response.headers.get('content-type')?.includes('json') ? await response.clone().text() : undefined);
+      const body = text === undefined ? undefined : (JSON.parse(text) as JsonRpcMessage);
       const version = (body?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
       if (typeof version === 'string') session.protocolVersion = version;
       if (!response.ok || body?.error) {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LineFramer } from '../../lib/mcp/jsonrpc.ts';
+import { LineFramer, lineOf, parseMessages, textOf } from '../../lib/mcp/jsonrpc.ts';
 import { readEvents } from '../../lib/mcp/sse.ts';
 import { redirectUriProblem } from '../../lib/oauth/clients.ts';
 import { parseConfig } from '../../lib/config/load.ts';
@@ -76,6 +76,32 @@ async function eventData(chunks: string[]): Promise<string[]> {
   for await (const e of readEvents(stream)) got.push(e.data);
   return got;
 }
+
+describe('forwarding a message as the text it came in', () => {
+  const message = fc.record({ jsonrpc: fc.constant('2.0' as const), id: fc.oneof(fc.integer(), fc.string({ maxLength: 20 })), method: fc.string({ minLength: 1, maxLength: 30 }), params: fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 })) });
+  const indent = fc.constantFrom(undefined, 0, 2, '\t', '\r\n ');
+
+  it('re-sends a single message\'s text as it came, and a line of the stdio transport is always one line of the same JSON', () => {
+    fc.assert(
+      fc.property(message, indent, (m, space) => {
+        const text = typeof space === 'string' && space.includes('\r') ? JSON.stringify(m, null, 1).replaceAll('\n', '\r\n') : JSON.stringify(m, null, space);
+        const [parsed] = parseMessages(text).messages;
+        expect(textOf(parsed!)).toBe(text);
+        const line = lineOf(parsed!);
+        expect(line).not.toMatch(/[\r\n]/);
+        expect(JSON.parse(line)).toEqual(JSON.parse(text));
+      }),
+    );
+  });
+
+  it('keeps no text for a batch, nor when told not to: those are serialised from what was parsed', () => {
+    const text = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}';
+    expect(textOf(parseMessages(text, false).messages[0]!)).toBe('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b"}}');
+    const batch = parseMessages(`[${text}, {"jsonrpc":"2.0","method":"x"}]`);
+    expect(batch.batch).toBe(true);
+    expect(batch.messages.map((m) => textOf(m!))).toEqual(['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b"}}', '{"jsonrpc":"2.0","method":"x"}']);
+  });
+});
 
 describe('SSE parsing', () => {
   it('yields every event\'s data (multi-line included) whatever the line endings (LF, CR, CR LF) and however the stream is chunked', async () => {

@@ -141,6 +141,25 @@ describe('legacy HTTP+SSE transport (2024-11-05)', () => {
     await client.close();
     expect(await until(() => !alive(pid!))).toBe(true);
   });
+
+  it('five SSE sessions closed at once leave no child 2.5 s later', async () => {
+    const auth = { authorization: `Bearer ${await route.token({ aud: `${route.issuer}/demo/sse` })}` };
+    const before = new Set(route.service.childPids());
+    const clients = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => {
+        const transport = new SSEClientTransport(new URL(`${route.issuer}/demo/sse`), { requestInit: { headers: auth }, eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...auth } }) } });
+        const client = new Client({ name: `legacy-${i}`, version: '1' });
+        await client.connect(transport);
+        await client.callTool({ name: 'echo', arguments: { text: String(i) } });
+        return client;
+      }),
+    );
+    const pids = route.service.childPids().filter((pid) => !before.has(pid));
+    expect(pids).toHaveLength(5);
+    await Promise.all(clients.map((c) => c.close()));
+    expect(await until(() => pids.every((pid) => !alive(pid)), 2500)).toBe(true);
+    expect(route.service.sessionCount()).toBe(before.size);
+  });
 });
 
 describe('audit', () => {

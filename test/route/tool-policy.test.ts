@@ -29,12 +29,15 @@ function refusalsIn(log: ReturnType<typeof memoryLogger>) {
 }
 
 describe('tool policy on a stdio route', () => {
-  const callLog = join(mkdtempSync(join(tmpdir(), 'mcp-front-tools-')), 'calls.log');
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-front-tools-'));
+  const callLog = join(dir, 'calls.log');
+  const stdinLog = join(dir, 'stdin.log');
   const log = memoryLogger();
   let route: RouteHarness;
   beforeAll(async () => {
     writeFileSync(callLog, '');
-    route = await startRoute(`    path: /files\n    type: stdio\n    command: [node, test/fixtures/tool-server.ts]\n    environment: { TOOL_CALL_LOG: "${callLog}" }\n${POLICY}`, { log });
+    writeFileSync(stdinLog, '');
+    route = await startRoute(`    path: /files\n    type: stdio\n    command: [node, test/fixtures/tool-server.ts]\n    environment: { TOOL_CALL_LOG: "${callLog}", TOOL_STDIN_LOG: "${stdinLog}" }\n${POLICY}`, { log });
   });
   afterAll(async () => route?.close());
   const calls = () => readFileSync(callLog, 'utf8').split('\n').filter(Boolean);
@@ -52,6 +55,24 @@ describe('tool policy on a stdio route', () => {
       { tool: 'write_file', route: '/files', user: 'dev:ada@example.com', audit: true },
       { tool: 'delete_all', route: '/files', user: 'dev:ada@example.com', audit: true },
     ]);
+  });
+
+  it('a call naming its tool twice reaches the server as the policy judged it: one name, not the text as sent', async () => {
+    // JSON.parse keeps the last of two keys, some servers' parsers the first: forwarded as sent,
+    // this call would be judged as read_file and run as delete_all.
+    const { client, transport } = await route.connect();
+    const body = '{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"delete_all","name":"read_file","arguments":{}}}';
+    const res = await fetch(route.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await route.token()}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', 'mcp-session-id': transport.sessionId! },
+      body,
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('read_file done');
+    const sent = readFileSync(stdinLog, 'utf8').split('\n').filter((line) => line.includes('"id":77'));
+    expect(sent).toEqual([JSON.stringify(JSON.parse(body))]);
+    await transport.terminateSession();
+    await client.close();
   });
 
   it('applies the same policy on the legacy SSE transport', async () => {
