@@ -90,7 +90,7 @@ export function createOAuthApp(deps: OAuthDeps, options: OAuthAppOptions = {}): 
     .get('/consent', (req) => showConsent(req, full))
     .post('/consent', (req) => decideConsent(req, full))
     .get('/account', (req, ctx) => showAccount(req, full, ctx))
-    .post('/account', (req) => changeAccount(req, full))
+    .post('/account', (req, ctx) => changeAccount(req, full, ctx))
     .post('/token', limited('token', (req) => token(req, full)))
     .post('/revoke', (req) => revoke(req, full));
 

@@ -76,6 +76,8 @@ export interface UserOAuthConfig {
   readonly issuer?: string;
   readonly authorizationEndpoint?: string;
   readonly tokenEndpoint?: string;
+  /** RFC 7009; otherwise the discovered one, if the service has one. */
+  readonly revocationEndpoint?: string;
   readonly clientId: string;
   readonly clientSecret: string;
   readonly scopes: readonly string[];

@@ -222,6 +222,7 @@ function userOAuth(c: ParsedUserOAuth): UserCredentialConfig {
     ...(c.issuer ? { issuer: c.issuer.replace(/\/$/, '') } : {}),
     ...(c.authorization_endpoint ? { authorizationEndpoint: c.authorization_endpoint } : {}),
     ...(c.token_endpoint ? { tokenEndpoint: c.token_endpoint } : {}),
+    ...(c.revocation_endpoint ? { revocationEndpoint: c.revocation_endpoint } : {}),
     clientId: c.client_id,
     clientSecret: c.client_secret,
     scopes: c.scopes,

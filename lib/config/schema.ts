@@ -121,6 +121,8 @@ const userOAuthCommon = {
   issuer: z.url({ protocol: /^https$/ }).optional(),
   authorization_endpoint: z.url({ protocol: /^https$/ }).optional(),
   token_endpoint: z.url({ protocol: /^https$/ }).optional(),
+  /** RFC 7009: where Disconnect revokes the user's tokens; discovered (`revocation_endpoint`) when not given. */
+  revocation_endpoint: z.url({ protocol: /^https$/ }).optional(),
   client_id: z.string().min(1),
   client_secret: z.string().min(1),
   scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'is not an OAuth scope')).default([]),

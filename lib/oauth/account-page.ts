@@ -2,8 +2,9 @@ import escapeHtml from 'escape-html';
 import { credentialError, credentialHelp, credentialInputField, page, type CredentialField } from './pages.ts';
 
 // The account page's markup: the user's connected clients per route, each with a revoke button,
-// their own credentials per route (replace, delete), and sign out. Forms only, no scripts; every
-// form carries the page's CSRF token; everything a client or the config said is escaped.
+// their own credentials per route (replace, delete; a service account: connect, reconnect,
+// disconnect), and sign out. Forms only, no scripts; every form carries the page's CSRF token;
+// everything a client or the config said is escaped.
 
 export interface Connection {
   readonly grantId: string;
@@ -23,6 +24,8 @@ export interface CredentialRow extends CredentialField {
   readonly storedAt?: number;
   /** An account at the route's service (routes[].user_oauth): connected through the service, never typed in here. */
   readonly serviceAccount?: boolean;
+  /** A service account this user may connect now (the route's access list admits them). */
+  readonly connectable?: boolean;
 }
 
 export interface AccountView {
@@ -32,6 +35,8 @@ export interface AccountView {
   /** By route path. */
   readonly connections: ReadonlyMap<string, readonly Connection[]>;
   readonly credentials: readonly CredentialRow[];
+  /** The services' authorization endpoints, where Connect and Reconnect lead (the CSP's form-action). */
+  readonly serviceSignIns?: readonly string[];
   readonly maxCredentialBytes: number;
   readonly tokenTtlSeconds: number;
 }
@@ -57,10 +62,12 @@ function connectionRows(view: AccountView, route: string, connections: readonly 
 }
 
 function serviceAccountSection(view: AccountView, c: CredentialRow): string {
-  const status = c.storedAt
-    ? `<p>Connected; its token last renewed ${when(c.storedAt)}.</p>${form(view.csrf, 'delete-credential', { route: c.route }, `<p><button type="submit">Disconnect</button></p>`)}`
-    : `<p>Not connected: a client you connect to <code>${escapeHtml(c.route)}</code> sends you to sign in to it.</p>`;
-  return `<section><h3>Your ${escapeHtml(c.label)} for <code>${escapeHtml(c.route)}</code></h3>${status}</section>`;
+  const connect = c.connectable ? form(view.csrf, 'connect-service', { route: c.route }, `<button type="submit">${c.storedAt ? 'Reconnect' : 'Connect'}</button>`) : '';
+  const body = c.storedAt
+    ? `<p>Connected; its token last renewed ${when(c.storedAt)}.</p><p>${connect} ${form(view.csrf, 'delete-credential', { route: c.route }, '<button type="submit">Disconnect</button>')}</p>
+<p class="muted">Reconnect signs you in to it again (another account there, or after changing what you allowed it); sessions started with the current connection end when their client next refreshes. Disconnect deletes its tokens here and asks the service to revoke this gateway's access.</p>`
+    : `<p>Not connected${c.connectable ? `: connect it here, or a client you connect to <code>${escapeHtml(c.route)}</code> sends you to sign in to it.` : '.'}</p>${connect ? `<p>${connect}</p>` : ''}`;
+  return `<section><h3>Your ${escapeHtml(c.label)} for <code>${escapeHtml(c.route)}</code></h3>${body}</section>`;
 }
 
 function credentialSection(view: AccountView, c: CredentialRow): string {
@@ -77,6 +84,7 @@ export function accountPage(view: AccountView, status = 200): Response {
     title: 'Your MCP access',
     status,
     wide: true,
+    ...(view.serviceSignIns?.length ? { formTarget: view.serviceSignIns } : {}),
     body: `<h1>Your MCP access</h1>
 <p>Signed in as <strong>${escapeHtml(view.email)}</strong>.</p>
 ${view.notice ? `<p role="status"><strong>${escapeHtml(view.notice)}</strong></p>` : ''}

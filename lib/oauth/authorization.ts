@@ -28,12 +28,15 @@ export interface AuthRequestFields {
   upstream?: Record<string, string>;
   /** Epoch ms: set once at /authorize; every later write keeps it (updateAuthRequest). */
   expiresAt: number;
-  /** A sign-in for the account page (no client, no code): it ends back at /account. */
+  /** The account page's: a sign-in for it (no client, no code), or a service account connected from it; either ends back at /account. */
   purpose?: 'account';
   /** The user allowed on the consent page; the code waits for their service accounts to be connected. */
   allowed?: boolean;
-  /** The service account being connected (routes[].user_oauth): its state's secret half and PKCE verifier. */
-  connect?: { route: string; nonce: string; verifier: string };
+  /**
+   * The service account being connected (routes[].user_oauth): its state's secret half and PKCE
+   * verifier; started from the account page, also the browser session it was started in (browserSessionBinding).
+   */
+  connect?: { route: string; nonce: string; verifier: string; browser?: string };
 }
 
 export type AuthRequest = AuthRequestFields & { [key: string]: unknown };
@@ -133,8 +136,21 @@ export async function browserSessionUser(store: Store, config: Config, req: Requ
  * made). A page from elsewhere can't read it, so can't post it.
  */
 export function accountFormToken(req: Request, config: Pick<Config, 'oauth'>): string | undefined {
+  return fromSessionCookie(req, config, 'account form');
+}
+
+/**
+ * What ties a service connection started on the account page to this browser's session, kept
+ * in the pending request: derived like the form token but for another purpose, so the store
+ * never holds anything a form token can be made from.
+ */
+export function browserSessionBinding(req: Request, config: Pick<Config, 'oauth'>): string | undefined {
+  return fromSessionCookie(req, config, 'service connection');
+}
+
+function fromSessionCookie(req: Request, config: Pick<Config, 'oauth'>, purpose: string): string | undefined {
   const value = readCookie(req, sessionCookieName(config.oauth.issuer));
-  return value && /^[A-Za-z0-9_-]{20,100}$/.test(value) ? sha256(`account form\n${value}`) : undefined;
+  return value && /^[A-Za-z0-9_-]{20,100}$/.test(value) ? sha256(`${purpose}\n${value}`) : undefined;
 }
 
 /** Signs the browser out: the session is deleted, and the answer's cookie header clears it. */

@@ -131,3 +131,40 @@ export async function renewServiceAccount(deps: RenewalDeps, route: RouteConfig,
   const saved = await saveServiceTokens(deps.store, deps.clock, deps.credentialKeys, { sub: userSub, email: record.email }, route.path, renewed, { version: record.version, ...(tokens.refreshToken ? { refreshToken: tokens.refreshToken } : {}) });
   deps.log.info('service account renewed', { user: userSub, route: route.path, stored: saved });
 }
+
+/**
+ * How Disconnect ended: `revoked`, the service confirmed it revoked the token (RFC 7009);
+ * `not-offered`, the service has no revocation endpoint; `unconfirmed`, it could not be asked or
+ * did not say yes (the tokens here are deleted all the same); `nothing-stored`, no connection.
+ */
+export type Disconnection = 'revoked' | 'not-offered' | 'unconfirmed' | 'nothing-stored';
+
+/**
+ * Deletes the user's connection to the route's service, then asks the service to revoke its
+ * refresh token (which also ends the access tokens of that grant, RFC 7009 §2.1), best effort.
+ * Deleted first and in one step with the read: the copy here is gone whatever the service does,
+ * and a renewal racing with this finds no record to replace (saveServiceTokens drops its tokens).
+ */
+export async function disconnectServiceAccount(deps: RenewalDeps, route: RouteConfig, userSub: string): Promise<Disconnection> {
+  const id = credentialId(userSub, route.path);
+  const record = await deps.store.transaction(async (tx) => {
+    const found = await tx.get<UserCredentialRecord>('userCredentials', id);
+    if (found) tx.delete('userCredentials', id);
+    return found;
+  });
+  if (!record) return 'nothing-stored';
+  const tokens = openServiceTokens(deps.credentialKeys, record, { userSub, route: route.path });
+  if (!tokens) {
+    deps.log.warn('service account disconnected, not revoked: its tokens could not be read', { user: userSub, route: route.path });
+    return 'unconfirmed';
+  }
+  try {
+    const revoked = await deps.serviceOAuth.revoke(route.path, route.userCredential!.oauth!, tokens.refreshToken ? { token: tokens.refreshToken, hint: 'refresh_token' } : { token: tokens.accessToken, hint: 'access_token' });
+    deps.log.info('service account disconnected', { user: userSub, route: route.path, revokedAtService: revoked });
+    return revoked ? 'revoked' : 'not-offered';
+  } catch (err) {
+    if (!(err instanceof ServiceOAuthError)) throw err;
+    deps.log.warn('service account disconnected, revocation at the service failed', { user: userSub, route: route.path, reason: err.code, error: err.message });
+    return 'unconfirmed';
+  }
+}

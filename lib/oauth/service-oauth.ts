@@ -3,9 +3,10 @@ import type { UserOAuthConfig } from '../config/config.ts';
 import { safeFetch, SafeFetchError, type SafeFetchOptions, type SafeResponse } from '../http/safe-fetch.ts';
 
 // The client side of OAuth 2.1 towards a route's service (routes[].user_oauth): where its
-// endpoints are (RFC 8414, then OpenID Connect Discovery), the code exchange with PKCE and the
-// refresh. Every request goes through the SSRF-safe fetch: https only, public addresses only, no
-// redirects, size and time capped. Tokens never appear in an error message.
+// endpoints are (RFC 8414, then OpenID Connect Discovery), the code exchange with PKCE, the
+// refresh, and revocation (RFC 7009) when the user disconnects. Every request goes through the
+// SSRF-safe fetch: https only, public addresses only, no redirects, size and time capped.
+// Tokens never appear in an error message.
 
 export type ServiceOAuthErrorCode =
   /** The service could not be reached, or answered 5xx: try again later. */
@@ -29,6 +30,14 @@ export interface ServiceEndpoints {
   readonly tokenEndpoint: string;
   /** client_secret_basic unless the service says it takes only client_secret_post. */
   readonly clientAuth: 'client_secret_basic' | 'client_secret_post';
+  /** RFC 7009, configured or discovered; undefined: the service offers none. */
+  readonly revocationEndpoint?: string;
+}
+
+/** What a token to revoke is (RFC 7009 §2.1 token_type_hint). */
+export interface TokenToRevoke {
+  readonly token: string;
+  readonly hint: 'refresh_token' | 'access_token';
 }
 
 export interface ServiceTokens {
@@ -42,6 +51,8 @@ export interface ServiceTokens {
 export const MAX_SERVICE_TOKEN_BYTES = 4096;
 const MAX_ANSWER_BYTES = 64 * 1024;
 const TIMEOUT_MS = 10_000;
+/** Revocation runs while the user waits on Disconnect, and the tokens are deleted here whatever it answers. */
+const REVOCATION_TIMEOUT_MS = 5_000;
 /** Discovered endpoints are used this long before being asked for again. */
 const DISCOVERY_TTL_MS = 3_600_000;
 
@@ -49,24 +60,31 @@ export interface ServiceOAuth {
   endpoints(route: string, config: UserOAuthConfig): Promise<ServiceEndpoints>;
   exchangeCode(route: string, config: UserOAuthConfig, input: { code: string; verifier: string; redirectUri: string }): Promise<ServiceTokens>;
   refresh(route: string, config: UserOAuthConfig, refreshToken: string): Promise<ServiceTokens>;
+  /** True when the service confirmed (HTTP 200, RFC 7009 §2.2); false when it has no revocation endpoint. */
+  revoke(route: string, config: UserOAuthConfig, token: TokenToRevoke): Promise<boolean>;
 }
 
 /** `fetchOptions`: tests only (a loopback stand-in's address and certificate). */
 export function serviceOAuth(clock: Clock, fetchOptions: Partial<SafeFetchOptions> = {}): ServiceOAuth {
   const discovered = new Map<string, { at: number; endpoints: ServiceEndpoints }>();
   const get = (url: string, anyStatus = false) => fetchOrUnavailable(url, { maxBytes: MAX_ANSWER_BYTES, timeoutMs: TIMEOUT_MS, ...fetchOptions, anyStatus });
-  const post = (url: string, body: URLSearchParams, headers: Record<string, string>) =>
-    fetchOrUnavailable(url, { maxBytes: MAX_ANSWER_BYTES, timeoutMs: TIMEOUT_MS, ...fetchOptions, anyStatus: true, post: { body: body.toString(), headers } });
+  const post = (url: string, body: URLSearchParams, headers: Record<string, string>, timeoutMs = TIMEOUT_MS) =>
+    fetchOrUnavailable(url, { maxBytes: MAX_ANSWER_BYTES, timeoutMs, ...fetchOptions, anyStatus: true, post: { body: body.toString(), headers } });
 
   async function endpoints(route: string, config: UserOAuthConfig): Promise<ServiceEndpoints> {
-    if (config.authorizationEndpoint && config.tokenEndpoint && !config.issuer) return { authorizationEndpoint: config.authorizationEndpoint, tokenEndpoint: config.tokenEndpoint, clientAuth: 'client_secret_basic' };
+    if (config.authorizationEndpoint && config.tokenEndpoint && !config.issuer) {
+      return { authorizationEndpoint: config.authorizationEndpoint, tokenEndpoint: config.tokenEndpoint, clientAuth: 'client_secret_basic', ...(config.revocationEndpoint ? { revocationEndpoint: config.revocationEndpoint } : {}) };
+    }
     const cached = discovered.get(route);
     if (cached && clock.now() - cached.at < DISCOVERY_TTL_MS) return cached.endpoints;
     const metadata = await discover(config.issuer!);
+    // Optional (RFC 8414 §2): one that is not https is not used, and connecting still works.
+    const revocationEndpoint = config.revocationEndpoint ?? (isHttpsUrl(metadata.revocation_endpoint) ? metadata.revocation_endpoint : undefined);
     const found: ServiceEndpoints = {
       authorizationEndpoint: config.authorizationEndpoint ?? httpsUrl(metadata.authorization_endpoint, 'authorization_endpoint'),
       tokenEndpoint: config.tokenEndpoint ?? httpsUrl(metadata.token_endpoint, 'token_endpoint'),
       clientAuth: takesOnlyPost(metadata.token_endpoint_auth_methods_supported) ? 'client_secret_post' : 'client_secret_basic',
+      ...(revocationEndpoint ? { revocationEndpoint } : {}),
     };
     discovered.set(route, { at: clock.now(), endpoints: found });
     return found;
@@ -96,15 +114,7 @@ export function serviceOAuth(clock: Clock, fetchOptions: Partial<SafeFetchOption
   async function tokenRequest(route: string, config: UserOAuthConfig, params: Record<string, string>): Promise<ServiceTokens> {
     const { tokenEndpoint, clientAuth } = await endpoints(route, config);
     const body = new URLSearchParams(params);
-    const headers: Record<string, string> = {};
-    if (clientAuth === 'client_secret_post') {
-      body.set('client_id', config.clientId);
-      body.set('client_secret', config.clientSecret);
-    } else {
-      // RFC 6749 §2.3.1: each part form-urlencoded before base64.
-      headers.authorization = `Basic ${Buffer.from(`${formEncode(config.clientId)}:${formEncode(config.clientSecret)}`).toString('base64')}`;
-    }
-    const res = await post(tokenEndpoint, body, headers);
+    const res = await post(tokenEndpoint, body, authenticate(config, clientAuth, body));
     if (res.status >= 500) throw new ServiceOAuthError('unavailable', `the token endpoint answered HTTP ${res.status}`);
     if (res.status !== 200) {
       const error = oauthError(res);
@@ -113,8 +123,21 @@ export function serviceOAuth(clock: Clock, fetchOptions: Partial<SafeFetchOption
     return tokensOf(jsonObject(res, 'the token endpoint\'s answer'), clock.now());
   }
 
+  /** RFC 7009 §2.1: the client authenticates as at the token endpoint. The token is never part of an error. */
+  async function revoke(route: string, config: UserOAuthConfig, token: TokenToRevoke): Promise<boolean> {
+    const { revocationEndpoint, clientAuth } = await endpoints(route, config);
+    if (!revocationEndpoint) return false;
+    const body = new URLSearchParams({ token: token.token, token_type_hint: token.hint });
+    const res = await post(revocationEndpoint, body, authenticate(config, clientAuth, body), REVOCATION_TIMEOUT_MS);
+    if (res.status === 200) return true;
+    if (res.status >= 500) throw new ServiceOAuthError('unavailable', `the revocation endpoint answered HTTP ${res.status}`);
+    // Only the error code: a service may echo what it was sent in its description.
+    throw new ServiceOAuthError('invalid_response', `the revocation endpoint refused (HTTP ${res.status}${oauthError(res) ? `, ${oauthError(res)!.code}` : ''})`);
+  }
+
   return {
     endpoints,
+    revoke,
     exchangeCode: (route, config, input) => tokenRequest(route, config, { grant_type: 'authorization_code', code: input.code, redirect_uri: input.redirectUri, code_verifier: input.verifier }),
     refresh: (route, config, refreshToken) => tokenRequest(route, config, { grant_type: 'refresh_token', refresh_token: refreshToken }),
   };
@@ -131,12 +154,25 @@ async function fetchOrUnavailable(url: string, options: SafeFetchOptions): Promi
 
 const formEncode = (value: string) => encodeURIComponent(value).replace(/%20/g, '+');
 
+/** The client's credentials on a request to the service: in the body (client_secret_post, added to `body`), or the headers returned. */
+function authenticate(config: UserOAuthConfig, clientAuth: ServiceEndpoints['clientAuth'], body: URLSearchParams): Record<string, string> {
+  if (clientAuth === 'client_secret_post') {
+    body.set('client_id', config.clientId);
+    body.set('client_secret', config.clientSecret);
+    return {};
+  }
+  // RFC 6749 §2.3.1: each part form-urlencoded before base64.
+  return { authorization: `Basic ${Buffer.from(`${formEncode(config.clientId)}:${formEncode(config.clientSecret)}`).toString('base64')}` };
+}
+
 function takesOnlyPost(methods: unknown): boolean {
   return Array.isArray(methods) && methods.includes('client_secret_post') && !methods.includes('client_secret_basic');
 }
 
+const isHttpsUrl = (value: unknown): value is string => typeof value === 'string' && URL.canParse(value) && new URL(value).protocol === 'https:';
+
 function httpsUrl(value: unknown, name: string): string {
-  if (typeof value === 'string' && URL.canParse(value) && new URL(value).protocol === 'https:') return value;
+  if (isHttpsUrl(value)) return value;
   throw new ServiceOAuthError('invalid_response', `the service's metadata has no https ${name}`);
 }
 

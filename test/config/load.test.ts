@@ -206,17 +206,18 @@ describe('routes[].user_oauth', () => {
     const config = parseConfig(
       withRoutes(
         `  - { path: /gh, type: http, backend: "https://gh.example.com/mcp", user_oauth: { issuer: "https://auth.example.com/", ${common}, header: "Authorization: Bearer {token}" } }\n` +
-          `  - { path: /db, type: stdio, command: [x], user_oauth: { label: Warehouse account, authorization_endpoint: "https://wh.example.com/oauth/authorize", token_endpoint: "https://wh.example.com/oauth/token", ${common}, env: WH_TOKEN } }\n`,
+          `  - { path: /db, type: stdio, command: [x], user_oauth: { label: Warehouse account, authorization_endpoint: "https://wh.example.com/oauth/authorize", token_endpoint: "https://wh.example.com/oauth/token", revocation_endpoint: "https://wh.example.com/oauth/revoke", ${common}, env: WH_TOKEN } }\n`,
       ),
       { SVC_SECRET: 's3cret' },
     );
     const [gh, db] = config.routes;
     expect(gh!.userCredential).toMatchObject({ label: 'auth.example.com account', inject: { kind: 'header', name: 'Authorization', template: 'Bearer {credential}' }, oauth: { issuer: 'https://auth.example.com', clientId: 'gw', clientSecret: 's3cret', scopes: ['repo', 'read'] } });
-    expect(db!.userCredential).toMatchObject({ label: 'Warehouse account', inject: { kind: 'env', name: 'WH_TOKEN' }, oauth: { authorizationEndpoint: 'https://wh.example.com/oauth/authorize', tokenEndpoint: 'https://wh.example.com/oauth/token' } });
+    expect(db!.userCredential).toMatchObject({ label: 'Warehouse account', inject: { kind: 'env', name: 'WH_TOKEN' }, oauth: { authorizationEndpoint: 'https://wh.example.com/oauth/authorize', tokenEndpoint: 'https://wh.example.com/oauth/token', revocationEndpoint: 'https://wh.example.com/oauth/revoke' } });
   });
 
   it.each([
     ['neither an issuer nor both endpoints', `  - { path: /db, type: stdio, command: [x], user_oauth: { token_endpoint: "https://a.example/t", ${common}, env: T } }\n`, 'routes[0].user_oauth: needs issuer'],
+    ['an http revocation_endpoint', `  - { path: /db, type: stdio, command: [x], user_oauth: { issuer: "https://a.example", revocation_endpoint: "http://a.example/revoke", ${common}, env: T } }\n`, 'routes[0].user_oauth.revocation_endpoint'],
     ['an http issuer', `  - { path: /db, type: stdio, command: [x], user_oauth: { issuer: "http://a.example", ${common}, env: T } }\n`, 'routes[0].user_oauth.issuer'],
     ['both user_credential and user_oauth', `  - { path: /db, type: stdio, command: [x], user_credential: { label: k, instructions: i, env: K }, user_oauth: { issuer: "https://a.example", ${common}, env: T } }\n`, 'user_credential and user_oauth exclude each other'],
     ['a header without {token}', `  - { path: /c, type: http, backend: "https://c.example.com/mcp", user_oauth: { issuer: "https://a.example", ${common}, header: "Authorization: Bearer {credential}" } }\n`, 'routes[0].user_oauth.header: must be'],

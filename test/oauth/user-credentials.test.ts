@@ -387,6 +387,11 @@ describe('the account page', () => {
       ['a multi-line credential', post({ csrf, action: 'save-credential', route: '/svc', 'credential-svc': credential('svc_abcdefgh\nX: y') }, { origin: base }), 400],
       ['an oversized body', post({ csrf, action: 'save-credential', route: '/svc', 'credential-svc': 'c'.repeat(100_000) }, { origin: base }), 413],
       ['an unknown action', post({ csrf, action: 'delete-everything' }, { origin: base }), 400],
+      // Connect (routes[].user_oauth): only with the form token, from the page, for a route that connects an account.
+      ['connect without the form token', post({ action: 'connect-service', route: '/svc' }, { origin: base }), 403],
+      ['connect from another origin', post({ csrf, action: 'connect-service', route: '/svc' }, { origin: 'https://evil.example' }), 403],
+      ['connect for a route with a typed-in credential', post({ csrf, action: 'connect-service', route: '/svc' }, { origin: base }), 404],
+      ['connect for a route without credentials', post({ csrf, action: 'connect-service', route: '/plain' }, { origin: base }), 404],
     ];
     for (const [name, pending, status] of attempts) {
       const res = await pending;

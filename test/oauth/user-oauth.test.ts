@@ -4,7 +4,6 @@ import { request as httpsRequest } from 'node:https';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../cli/dev-backend.ts';
 import { startStack, type RunningStack } from '../../cli/stack.ts';
@@ -13,7 +12,7 @@ import { parseConfig } from '../../lib/config/load.ts';
 import { memoryLogger } from '../../lib/log.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import type { UserCredentialRecord } from '../../lib/oauth/user-credentials.ts';
-import { startHttpsStandIn, type HttpsStandIn } from '../support/https-stand-in.ts';
+import { startServiceIdp, type ServiceIdp } from '../support/service-idp.ts';
 import { DatabaseSync } from 'node:sqlite';
 
 // routes[].user_oauth end to end: each user's own account at a route's service, connected
@@ -30,7 +29,7 @@ const CLIENT_REDIRECT = 'http://127.0.0.1:1/callback';
 const log = memoryLogger();
 const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-user-oauth-'));
 const clock = new ManualClock(Date.now());
-let idp: HttpsStandIn;
+let idp: ServiceIdp;
 let stack: RunningStack;
 let base = '';
 /** The service's /token answers from now on, when set (a service gone wrong). */
@@ -41,18 +40,7 @@ const serviceTokens = new Set<string>();
 beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  let serve: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
-  idp = await startHttpsStandIn((req, res) => (tokenOverride && req.url === '/token' ? tokenOverride(req, res) : serve(req, res)));
-  const provider = new Provider(idp.origin, {
-    clients: [{ client_id: 'gateway', client_secret: 'svc-secret', redirect_uris: [`${base}/connect/callback`], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' }],
-    claims: { openid: ['sub'], email: ['email'] },
-    features: { devInteractions: { enabled: true } },
-    findAccount: (_ctx: unknown, id: string) => (ACCOUNTS[id] ? { accountId: id, claims: () => ({ sub: id, ...ACCOUNTS[id] }) } : undefined),
-    issueRefreshToken: () => true,
-    ttl: { AccessToken: 3600, RefreshToken: 86_400, Grant: 86_400, Session: 86_400, Interaction: 600, AuthorizationCode: 60 },
-    cookies: { keys: ['svc-cookie-key'] },
-  } as never);
-  serve = provider.callback();
+  idp = await startServiceIdp({ gatewayCallback: `${base}/connect/callback`, accounts: ACCOUNTS, intercept: (req, res) => (tokenOverride && req.url === '/token' ? (tokenOverride(req, res), true) : false) });
   const config = parseConfig(
     `oauth:\n  issuer: ${base}\n  provider: dev\n  data_dir: ${dataDir}\n  token_ttl: 10m\nroutes:\n` +
       `  - path: /svc\n    type: stdio\n    command: [node, test/fixtures/tool-server.ts]\n    environment: { TOOL_ECHO_ENV: SVC_TOKEN }\n` +
