@@ -225,8 +225,12 @@ export function buildDeployPlan({ config, text, env, outDir, packageJson }: Plan
       command: [
         'gcloud', 'run', 'deploy', name, `--image=${image}`, `--region=${region}`, `--service-account=${serviceAccount(project, route)}`,
         '--ingress=internal-and-cloud-load-balancing', '--no-invoker-iam-check', '--execution-environment=gen2', '--session-affinity', '--cpu-boost',
-        // A stdio session's child and the idle reaper work between requests: CPU stays allocated.
-        ...(route.type === 'stdio' ? ['--no-cpu-throttling'] : []),
+        // CPU stays allocated between requests, on both route kinds: a stdio session's child, the
+        // idle reaper, and one owner per session (the lease renewed every lease/3, the listener
+        // that relays to the owner). Throttled, a lease would lapse while a session idles and the
+        // next instance would re-initialize it, losing the server's state. Idle instances still
+        // scale to zero.
+        '--no-cpu-throttling',
         `--concurrency=${route.cloudRun.concurrency}`, `--timeout=${SERVICE_TIMEOUT_S}`,
         `--min-instances=${route.cloudRun.minInstances}`, `--max-instances=${route.cloudRun.maxInstances}`, `--cpu=${route.cloudRun.cpu}`, `--memory=${routeMemory(route)}`,
         `--startup-probe=httpGet.path=${config.server.healthPath}/ready,periodSeconds=2,timeoutSeconds=2,failureThreshold=30`,

@@ -137,7 +137,7 @@ function commandPath(words: readonly string[]): string[] {
 }
 
 describe('how every example plan runs its routes, read as data', () => {
-  it.each(EXAMPLES)('%s: streams outlive calls, stdio routes keep their CPU, every route waits to be ready', (example) => {
+  it.each(EXAMPLES)('%s: streams outlive calls, routes keep their CPU, every route waits to be ready', (example) => {
     const plan = planFor(example);
     const { config } = loadDeployConfig(`examples/deploy/${example}.yaml`, ENV);
     for (const route of config.routes) {
@@ -149,8 +149,8 @@ describe('how every example plan runs its routes, read as data', () => {
       expect(serviceTimeoutMs).toBe(3_600_000);
       expect(serviceTimeoutMs).toBeGreaterThan(config.server.streamTimeout);
       expect(serviceTimeoutMs).toBeGreaterThan(route.timeout);
-      // A stdio route's children and idle reaper run between requests.
-      expect(deploy.command.includes('--no-cpu-throttling')).toBe(route.type === 'stdio');
+      // Children, the idle reaper and the session owner's lease and listener run between requests, on both kinds.
+      expect(deploy.command.includes('--no-cpu-throttling')).toBe(true);
       expect(flag('startup-probe')).toContain(`httpGet.path=${config.server.healthPath}/ready`);
     }
   });
