@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { randomToken } from '../random.ts';
+import { keepWatching } from '../store/keep-watching.ts';
 import type { DocChange, Store } from '../store/store.ts';
 import type { JsonRpcMessage } from './jsonrpc.ts';
 import { KEEPALIVE } from './sse.ts';
@@ -270,7 +271,7 @@ export function startRelay(options: RelayOptions): Relay {
       for (const f of ready) stream.onFrame(f);
     }
   };
-  const stop = store.watch<Frame>('mcpRelay', 'to', me, onChanges, (err) => log.error('the relay listener stopped', { error: err.message }));
+  const stop = keepWatching<Frame>(store, { collection: 'mcpRelay', field: 'to', value: me, what: 'relay' }, onChanges, log);
 
   return {
     call,

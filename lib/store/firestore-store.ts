@@ -104,6 +104,7 @@ class FirestoreStore implements Store {
   watch<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void, onError?: (err: Error) => void): () => void {
     // A document that expired is as good as deleted; it is reported gone only if it was reported at all.
     const shown = new Set<string>();
+    let first = true;
     const stop = this.#db
       .collection(this.#prefix + collection)
       .where(field, '==', value)
@@ -117,7 +118,9 @@ class FirestoreStore implements Store {
             if (doc !== undefined) shown.add(id);
             changes.push({ id, doc });
           }
-          if (changes.length) listener(changes);
+          // The first snapshot is delivered even when empty: the listener learns what is live now.
+          if (changes.length || first) listener(changes);
+          first = false;
         },
         (err) => onError?.(err),
       );

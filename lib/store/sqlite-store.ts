@@ -175,7 +175,7 @@ class SqliteStore implements Store {
   watch<T extends Doc>(collection: Collection, field: string, value: string | number | boolean, listener: (changes: ReadonlyArray<DocChange<T>>) => void): () => void {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new TypeError(`not a field name: ${field}`);
     const query = this.#db.prepare(`SELECT id, doc, expires_at FROM docs WHERE collection = ? AND json_extract(doc, '$.${field}') = ? AND (expires_at IS NULL OR expires_at > ?)`);
-    const watch: SqliteWatch = { collection, value: typeof value === 'boolean' ? Number(value) : value, query, shown: new Map(), nextExpiry: Infinity, listener: listener as SqliteWatch['listener'] };
+    const watch: SqliteWatch = { collection, value: typeof value === 'boolean' ? Number(value) : value, query, shown: new Map(), delivered: false, nextExpiry: Infinity, listener: listener as SqliteWatch['listener'] };
     this.#watches.add(watch);
     this.#poll ??= setInterval(() => this.#pollOthers(), WATCH_POLL_MS).unref();
     // The first delivery (what is there now) comes asynchronously, as every later one does.
@@ -227,7 +227,11 @@ class SqliteStore implements Store {
       watch.shown.delete(id);
       changes.push({ id, doc: undefined });
     }
-    if (changes.length) watch.listener(changes);
+    // The first evaluation is delivered even when empty: the listener learns what is live now.
+    if (changes.length || !watch.delivered) {
+      watch.delivered = true;
+      watch.listener(changes);
+    }
   }
 
   async ping(): Promise<void> {
@@ -283,6 +287,8 @@ interface SqliteWatch {
   readonly query: StatementSync;
   /** id → the JSON text last reported. */
   readonly shown: Map<string, string>;
+  /** Whether the listener got its first delivery (made even when empty). */
+  delivered: boolean;
   /** The earliest expiry among the documents shown: the query looks again then. */
   nextExpiry: number;
   readonly listener: (changes: ReadonlyArray<DocChange>) => void;

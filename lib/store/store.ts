@@ -87,7 +87,7 @@ export interface Store {
   transaction<R>(fn: (tx: Transaction) => Promise<R>): Promise<R>;
   /**
    * A live query: `listener` first gets every live document whose top-level `field` equals
-   * `value`, then each change as it lands (from this process or another): a document added or
+   * `value` (an empty list when there is none), then each change as it lands (from this process or another): a document added or
    * replaced comes with its `doc`, one deleted (or that no longer matches) with `doc` undefined.
    * Changes to one document arrive in the order they were written. Firestore: a real-time
    * listener (onSnapshot); SQLite: in-process events plus a cheap poll for other processes'

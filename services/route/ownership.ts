@@ -1,6 +1,7 @@
 import type { Clock } from '../../lib/clock.ts';
 import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
+import { keepWatching } from '../../lib/store/keep-watching.ts';
 import type { Store } from '../../lib/store/store.ts';
 
 // One owner per session. Each route instance (a process) has a random id and a lease: its
@@ -96,10 +97,9 @@ export function startOwnership(options: OwnershipOptions): SessionOwnership {
   }, leaseMs / 3);
   heartbeat.unref();
 
-  const stopWatch = store.watch<OwnedRecord>(
-    'mcpSessions',
-    'owner',
-    instanceId,
+  const stopWatch = keepWatching<OwnedRecord>(
+    store,
+    { collection: 'mcpSessions', field: 'owner', value: instanceId, what: 'session ownership' },
     (changes) => {
       for (const { id, doc } of changes) {
         const epoch = held.get(id);
@@ -108,7 +108,7 @@ export function startOwnership(options: OwnershipOptions): SessionOwnership {
         else if (doc.epoch !== epoch) lost(id, `stale epoch ${epoch} (now ${doc.epoch})`);
       }
     },
-    (err) => log.error('the session ownership listener stopped', { error: err.message }),
+    log,
   );
 
   /** Rewrites a record only if `mutate` says so, given what it holds now: the fencing check and the write are one transaction. */
