@@ -183,6 +183,21 @@ describe('the IAM of every example plan, read as data', () => {
     }
   });
 
+  it.each(EXAMPLES)('%s: each service account reads exactly the secrets its service is deployed with, and no route the signing or sealing key', (example) => {
+    const plan = planFor(example);
+    const account = (member: string) => member.replace(/^serviceAccount:/, '').split('@')[0]!;
+    const reads = new Map<string, string[]>();
+    for (const b of bindings(example).filter((b) => b.role === 'roles/secretmanager.secretAccessor')) reads.set(account(b.member), [...(reads.get(account(b.member)) ?? []), b.command[3]!]);
+    const mounts = new Map<string, string[]>();
+    for (const deploy of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
+      const flag = (name: string) => deploy.command.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+      const secrets = (flag('set-secrets') ?? '').split(',').filter(Boolean).map((pair) => pair.split('=')[1]!.replace(/:latest$/, ''));
+      mounts.set(account(flag('service-account')!), [...new Set(secrets)].sort());
+    }
+    expect(Object.fromEntries([...reads].map(([who, secrets]) => [who, secrets.sort()]))).toEqual(Object.fromEntries([...mounts].filter(([, secrets]) => secrets.length)));
+    for (const [who, secrets] of reads) if (who.startsWith('mcp-route-')) expect(secrets.filter((s) => s === 'mcp-front-signing-key' || s === 'mcp-front-sealing-key'), who).toEqual([]);
+  });
+
   it('a route with a private Cloud Run backend may invoke that service and no other', () => {
     const invoker = bindings('http-google').filter((b) => b.role === 'roles/run.invoker');
     expect(invoker.map((b) => b.command.slice(0, 5).join(' '))).toEqual(['gcloud run services add-iam-policy-binding notion-mcp']);

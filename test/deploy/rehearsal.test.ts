@@ -4,20 +4,24 @@ import { createServer as createHttpServer, request as httpRequest, type Incoming
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
 import { Agent, fetch as tlsFetch } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../cli/dev-backend.ts';
 import { systemClock } from '../../lib/clock.ts';
+import type { RouteConfig } from '../../lib/config/config.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { openFirestoreStore } from '../../lib/store/firestore-store.ts';
 import { generateCredentialKey } from '../../lib/tokens/credential-keys.ts';
 import { generateSigningJwk } from '../../lib/tokens/keys.ts';
 import { buildDeployPlan, type DeployPlan, type PlanStep } from '../../infra/plan.ts';
+import { serviceName } from '../../infra/names.ts';
 import { loadDeployConfig } from '../../infra/service-config.ts';
 import { stageContext } from '../../infra/stage.ts';
 import { browserSkipReason, launchBrowser } from '../support/browser.ts';
 import { authorizeInBrowser, startRedirectTarget, type RedirectTarget } from '../support/browser-authorization.ts';
+import { credentialFor, expectBackendIdentity, expectOutsiderRefused, giveCredential, OUTSIDER, serverStandIns, USER, type BackendRequest } from '../support/company-controls-rehearsal.ts';
 import { startFirestoreEmulator, type FirestoreEmulator } from '../support/firestore-emulator.ts';
 import { startGithubStandIn, startOidcStandIn, type IdpStandIn, type UpstreamClient } from '../support/idp-stand-ins.ts';
 import { buildImage, canUnshare, installProduction, runImage, uploadSet, type RunningImage } from '../support/image-runner.ts';
@@ -34,10 +38,12 @@ import { until } from '../support/route-harness.ts';
 // stand-ins: the Firestore emulator (both databases), a metadata server, TLS trust for the
 // load balancer. The load balancer terminates TLS for https://localhost:PORT and routes by
 // the generated url-map.yaml: its backend services → NEGs → services, read from the plan.
-// What stands in for a stdio server's image: the demo server (commands on a stand-in PATH).
+// What stands in for a stdio server's image: the demo server (commands on a stand-in PATH), or
+// for a route with company controls the tool-server fixture (test/support/company-controls-rehearsal.ts).
 // The client is a user's: DCR, then for each route an authorization in headless Chromium that
 // signs in at a loopback stand-in for the example's identity provider and approves our consent
-// page, the code redeemed with PKCE, MCP calls with the token, and refresh-token rotation.
+// page (giving their own credential where a route asks), the code redeemed with PKCE, MCP calls
+// with the token, and refresh-token rotation; then a user outside a route's access list, refused.
 
 const EXAMPLES = ['http-google', 'mixed-github', 'stdio-images'] as const;
 const ROOT = process.cwd();
@@ -57,10 +63,15 @@ function flag(step: PlanStep, name: string): string | undefined {
 /** What the stand-in Secret Manager holds for a secret created from $VARIABLE. */
 const storedSecret = (variable: string) => `rehearsal-${variable}`;
 
-/** The user, as each kind of identity provider knows them: in the Workspace domain, the allow list, the GitHub org. */
+/**
+ * The user, as each kind of identity provider knows them: in the Workspace domain, the allow
+ * list, the GitHub org and the one a route's access list names; and, on GitHub, a colleague
+ * in the org but not that one.
+ */
 function startIdp(provider: string, client: UpstreamClient): Promise<IdpStandIn> {
-  if (provider === 'github') return startGithubStandIn(client, { ada: { id: 1815, emails: [{ email: 'ada@example.com', primary: true, verified: true }], orgs: ['example-org'] } });
-  return startOidcStandIn(client, { ada: { email: 'ada@example.com', email_verified: true, hd: 'example.com' } });
+  const github = (id: number, email: string, orgs: string[]) => ({ id, emails: [{ email, primary: true, verified: true }], orgs });
+  if (provider === 'github') return startGithubStandIn(client, { [USER.login]: github(1815, USER.email, ['example-org', 'example-sre']), [OUTSIDER.login]: github(1906, OUTSIDER.email, ['example-org']) });
+  return startOidcStandIn(client, { [USER.login]: { email: USER.email, email_verified: true, hd: 'example.com' } });
 }
 
 /** --set-env-vars and --set-secrets of a deploy step, secrets resolved from the stand-in Secret Manager. */
@@ -177,12 +188,12 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
   const tokenRequest = (meta: AuthServer, form: Record<string, string>) =>
     clientFetch(meta.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
 
-  /** tools/call echo with the real MCP client, through the load balancer. */
-  async function echo(url: string, accessToken: string, text: string): Promise<void> {
+  /** A session with the real MCP client, through the load balancer. */
+  async function session(url: string, accessToken: string, use: (client: InstanceType<typeof Client>) => Promise<void>): Promise<void> {
     const client = new Client({ name: 'rehearsal', version: '1' });
     const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: clientFetch, requestInit: { headers: { authorization: `Bearer ${accessToken}` } } });
     await client.connect(transport);
-    expect(await client.callTool({ name: 'echo', arguments: { text } })).toEqual({ content: [{ type: 'text', text }] });
+    await use(client);
     await client.close();
   }
 
@@ -198,10 +209,11 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
   it.each(EXAMPLES)('examples/deploy/%s.yaml: uploads, services, load balancer, sign-in in Chromium at the identity provider, calls and refresh rotation on every route, clean stop', async (example) => {
     const lbPort = await freePort();
     const issuer = `https://localhost:${lbPort}`;
-    const seenBackendAuth: string[] = [];
-    // Remote http backends: one TLS stand-in that records the credentials and proxies to the demo server.
+    const backendRequests: BackendRequest[] = [];
+    // Remote http backends: one TLS stand-in (each backend host a path prefix) that records what
+    // each route sends and proxies to the demo server.
     const backend = createHttpsServer({ key: tls.key, cert: tls.cert }, (req, res) => {
-      seenBackendAuth.push(String(req.headers.authorization ?? ''));
+      backendRequests.push({ path: new URL(req.url!, 'https://x').pathname, headers: req.headers });
       const upstream = httpRequest(`${demoBackendUrl}/mcp`, { method: req.method, headers: { ...req.headers, host: new URL(demoBackendUrl).host } }, (answer) => {
         res.writeHead(answer.statusCode!, answer.headers);
         answer.pipe(res);
@@ -223,7 +235,7 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
       .replace(/^ {2}oidc_issuer: .*$/m, `  oidc_issuer: ${idp.url}`)
       .replace(/^ {2}provider: google$/m, `  provider: google\n  oidc_issuer: ${idp.url}`)
       .replace(/^ {2}provider: github$/m, `  provider: github\n  github_url: ${idp.url}\n  github_api_url: ${idp.url}`)
-      .replace(/backend: https:\/\/[^\s]+\/mcp/g, `backend: ${backendOrigin}/mcp`);
+      .replace(/backend: https:\/\/([^\s/]+)\/mcp/g, (_, host: string) => `backend: ${backendOrigin}/${host}/mcp`);
     const file = join(mkdtempSync(join(tmpdir(), 'mcp-front-rehearsal-')), `${example}.yaml`);
     writeFileSync(file, text);
     const { config, text: loaded } = loadDeployConfig(file, {});
@@ -241,9 +253,12 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
     const standInBin = mkdtempSync(join(tmpdir(), 'mcp-front-server-image-'));
     // Stand-in for a server image's own program (stdio-images' /db names `postgres-mcp`).
     writeFileSync(join(standInBin, 'postgres-mcp'), `#!/bin/sh\nexec ${NODE} ${DEMO}\n`, { mode: 0o755 });
+    const servers = serverStandIns(NODE, standInBin);
+    const routeOf = (service: string) => config.routes.find((r) => serviceName(r) === service)!;
     const path = `${join(NODE, '..')}:${standInBin}:/usr/bin:/bin`;
 
     const deployed: Deployed[] = [];
+    const routeExits = new Map<string, number | null>();
     try {
       for (const step of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
         const name = step.command[3]!;
@@ -269,7 +284,7 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
           const staged = mkdtempSync(join(tmpdir(), 'mcp-front-stage-'));
           stageContext(ROOT, staged, plan.contexts[dir]!);
           const upload = uploadSet(staged);
-          const image = buildImage(upload, readFileSync(join(upload, 'Dockerfile'), 'utf8'), { node: NODE, imageCommand: { entrypoint: [NODE], cmd: [DEMO] } });
+          const image = buildImage(upload, readFileSync(join(upload, 'Dockerfile'), 'utf8'), { node: NODE, imageCommand: servers.imageCommand(routeOf(name)) });
           const running = runImage(image, env);
           deployed.push({ name, port, kind: 'route', image: running, output: running.output });
         }
@@ -304,6 +319,11 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
       const { client_id: clientId } = (await registered.json()) as { client_id: string };
       const urls = config.routes.map((route) => `${issuer}${route.path}/mcp`);
       const refresh = (refreshToken: string, resource: string) => tokenRequest(meta, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId, resource });
+      const accessTokens: string[] = [];
+      const use = async (route: RouteConfig, url: string, tokens: Tokens, text: string) => {
+        accessTokens.push(tokens.access_token);
+        await session(url, tokens.access_token, (client) => servers.expectSession(client, route, text));
+      };
 
       // One authorization per route, as a client connecting each MCP server does, in one browser.
       const context = await browser!.newContext({ ignoreHTTPSErrors: true });
@@ -318,7 +338,7 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
           expect(prm).toMatchObject({ resource: url, authorization_servers: [issuer] });
 
           // The identity provider's sign-in on the first; the AS session cookie carries the user past it on the others.
-          const authorization = await authorizeInBrowser(page, { issuer, authorizationEndpoint: meta.authorization_endpoint, clientId, redirect: redirect!, resource: url, signIn: i === 0 ? (p) => idp.signIn(p, 'ada') : undefined });
+          const authorization = await authorizeInBrowser(page, { issuer, authorizationEndpoint: meta.authorization_endpoint, clientId, redirect: redirect!, resource: url, signIn: i === 0 ? (p) => idp.signIn(p, USER.login) : undefined, consent: giveCredential(route) });
           expect(authorization.navigations.some((u) => u.startsWith(`${idp.url}/`))).toBe(i === 0);
           expect(authorization.consent).toContain(route.path);
           // The client's checks of the redirect: its state, and the issuer it asked (RFC 9207).
@@ -326,7 +346,7 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
           expect(authorization.redirect.get('iss')).toBe(issuer);
           expect(redirect!.received.get(authorization.state)?.get('code')).toBe(authorization.redirect.get('code'));
           const first = await tokensOf(await tokenRequest(meta, { grant_type: 'authorization_code', code: authorization.redirect.get('code')!, redirect_uri: redirect!.uri, client_id: clientId, code_verifier: authorization.verifier, resource: url }));
-          await echo(url, first.access_token, `through ${route.path}`);
+          await use(route, url, first, `through ${route.path}`);
           // The token and the grant are this route's only (RFC 8707): another route refuses the
           // token, and the grant refuses a refresh for another route (without using it up).
           for (const other of urls.filter((u) => u !== url)) {
@@ -339,7 +359,7 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
           // Rotation: each refresh gives a new refresh token and an access token the route takes.
           const second = await tokensOf(await refresh(first.refresh_token, url));
           expect(second.refresh_token).not.toBe(first.refresh_token);
-          await echo(url, second.access_token, `refreshed through ${route.path}`);
+          await use(route, url, second, `refreshed through ${route.path}`);
           const third = await tokensOf(await refresh(second.refresh_token, url));
           expect(third.refresh_token).not.toBe(second.refresh_token);
           // refresh_grace (60 s by default) honours the token rotated last, for a client that lost
@@ -351,10 +371,20 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
         await context.close();
       }
 
-      // Private backends got the route's own credentials, never the user's token.
-      if (example === 'http-google') expect(seenBackendAuth.every((h) => h.startsWith('Bearer eyJhbGciOiJSUzI1NiJ9.'))).toBe(true);
-      if (example === 'mixed-github') expect(seenBackendAuth.every((h) => h === 'Bearer rehearsal-LINEAR_API_KEY')).toBe(true);
-      if (config.routes.some((r) => r.type === 'http')) expect(seenBackendAuth.length).toBeGreaterThan(0);
+      // A colleague outside a route's access list, in a browser of their own, is refused after sign-in.
+      for (const route of config.routes.filter((r) => r.access)) {
+        await expectOutsiderRefused(browser!, route, { issuer, authorizationEndpoint: meta.authorization_endpoint, clientId, redirect: redirect!, signIn: (p, login) => idp.signIn(p, login) });
+      }
+
+      // Private backends got the route's own credentials and, where the route says so, who the user is; never the user's token.
+      const jwks = (await (await clientFetch(`${issuer}/jwks.json`)).json()) as JSONWebKeySet;
+      for (const route of config.routes.filter((r) => r.type === 'http')) {
+        const seen = backendRequests.filter((r) => r.path === new URL(route.backend!).pathname);
+        await expectBackendIdentity(route, seen, { issuer, jwks, accessTokens });
+        const authorization = seen.map((r) => String(r.headers.authorization ?? ''));
+        if (route.googleIdTokenAudience) expect(authorization.every((h) => h.startsWith('Bearer eyJhbGciOiJSUzI1NiJ9.'))).toBe(true);
+        if (route.path === '/linear') expect(authorization.every((h) => h === 'Bearer rehearsal-LINEAR_API_KEY')).toBe(true);
+      }
 
       // Session records went to the sessions database, and nothing of the routes' to the authorization server's.
       process.env.FIRESTORE_EMULATOR_HOST = emulator.host;
@@ -369,21 +399,27 @@ describe.skipIf(skip !== undefined)(`the deploy plan rehearsed as Google runs it
       // The provider's credential is kept, sealed, for the re-checks at later refreshes.
       const grants = await authDb.find<{ email: string; resource: string; upstream?: string; revokedReason?: string }>('grants', 'clientId', clientId);
       expect(grants.map((g) => g.doc.resource).sort()).toEqual([...urls].sort());
-      for (const { doc } of grants) expect(doc).toMatchObject({ email: 'ada@example.com', upstream: expect.stringMatching(/^v1\./), revokedReason: 'refresh token reused' });
+      for (const { doc } of grants) expect(doc).toMatchObject({ email: USER.email, upstream: expect.stringMatching(/^v1\./), revokedReason: 'refresh token reused' });
+      // Each credential the user gave is stored once, sealed: never as they typed it.
+      const stored = await authDb.find<{ route: string }>('userCredentials', 'email', USER.email);
+      expect(stored.map((c) => c.doc.route).sort()).toEqual(config.routes.filter((r) => r.userCredential).map((r) => r.path).sort());
+      for (const { doc } of stored) expect(JSON.stringify(doc)).not.toContain(credentialFor(config.routes.find((r) => r.path === doc.route)!));
       await sessionsDb.close();
       await authDb.close();
     } finally {
       await idp.close();
-      // SIGTERM every service, as Cloud Run stops instances; nothing may be left.
+      // SIGTERM every service, as Cloud Run stops instances.
       for (const service of deployed) {
-        if (service.image) expect(await service.image.stop()).toBe(0);
-        else {
+        if (service.image) routeExits.set(service.name, await service.image.stop());
+        else if (service.child!.exitCode === null) {
           const exited = new Promise((resolve) => service.child!.once('exit', resolve));
           service.child!.kill('SIGTERM');
           await exited;
         }
       }
-      for (const service of deployed) expect(descendantsOf((service.child ?? service.image!.process).pid!)).toEqual([]);
     }
+    // Checked after the run, so that what failed in it is what the run reports: each route stopped cleanly, and nothing is left.
+    expect(Object.fromEntries(routeExits)).toEqual(Object.fromEntries([...routeExits.keys()].map((name) => [name, 0])));
+    for (const service of deployed) expect(descendantsOf((service.child ?? service.image!.process).pid!)).toEqual([]);
   }, 240_000);
 });

@@ -37,9 +37,12 @@ function service(name: string, overrides: { timeout?: string; minInstances?: num
 }
 
 const services: Record<string, unknown> = {
-  // /linear is as the plan deployed it (every route: Cloud Run's whole 3600 s, streams outlast
-  // calls); /demo was changed by hand: min instances, and a timeout that would cut its streams.
+  // /linear, /github and /incidents are as the plan deployed them (every route: Cloud Run's whole
+  // 3600 s, streams outlast calls); /demo was changed by hand: min instances, and a timeout that
+  // would cut its streams.
   'mcp-route-linear': service('mcp-route-linear'),
+  'mcp-route-github': service('mcp-route-github'),
+  'mcp-route-incidents': service('mcp-route-incidents'),
   'mcp-route-demo': service('mcp-route-demo', { timeout: '300s', minInstances: 2 }),
 };
 
@@ -91,7 +94,7 @@ describe('mcp-front status', () => {
     expect(linear.traffic).toContain('100%');
     const demo = statuses.find((s) => s.route === '/demo')!;
     expect(demo.drift).toEqual(['timeout is 300, the config says 3600', 'min instances is 2, the config says 0']);
-    expect(renderStatuses(statuses)).toContain('1 of 2 routes differ from the config');
+    expect(renderStatuses(statuses)).toContain('1 of 4 routes differ from the config');
     expect(requests.every((r) => r.authorization === 'Bearer test-token')).toBe(true);
   });
 
