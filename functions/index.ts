@@ -7,7 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { openStore } from '../lib/store/open.ts';
 import { loadAssertionKeys, loadKeySet } from '../lib/tokens/keys.ts';
 import { credentialRoutes, needsAssertionKey } from '../lib/config/config.ts';
-import { loadCredentialKeys } from '../lib/tokens/credential-keys.ts';
+import { loadCredentialKeys, routeKeyVariable, SEALING_KEY_VARIABLE } from '../lib/tokens/credential-keys.ts';
 import { createOAuthApp } from './oauth/app.ts';
 import { toWebRequest, writeWebResponse } from './express-adapter.ts';
 import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
@@ -18,6 +18,31 @@ import type { Request as ExpressRequest, Response as ExpressResponse } from 'exp
 // from the config. Built once per instance, on first request.
 
 const log = createLogger({ base: { service: 'mcp-front-oauth' } });
+
+/**
+ * Deployed (Cloud Run names the service in K_SERVICE; not the Firebase emulator), every key the
+ * config needs comes from Secret Manager through the environment, as the deploy plan mounts
+ * them. One missing means the plan forgot a grant: the function refuses to start, and the
+ * deploy fails at once, instead of quietly making keys of its own in Firestore that no route
+ * shares (assertions nobody can verify, credentials no route can open).
+ */
+function missingSecrets(config: ReturnType<typeof loadConfig>, env: NodeJS.ProcessEnv): string[] {
+  const needed = [
+    'MCP_FRONT_SIGNING_KEY',
+    ...(needsAssertionKey(config) ? ['MCP_FRONT_ASSERTION_KEY'] : []),
+    ...(credentialRoutes(config).length ? [SEALING_KEY_VARIABLE, ...credentialRoutes(config).map(routeKeyVariable)] : []),
+  ];
+  return needed.filter((name) => !env[name]);
+}
+
+if (process.env.K_SERVICE && process.env.FUNCTIONS_EMULATOR !== 'true') {
+  const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
+  const missing = missingSecrets(config, process.env);
+  if (missing.length) {
+    log.error(`refusing to start: ${missing.join(', ')} not set; the deploy plan mounts each from Secret Manager (run mcp-front deploy again, or grant the function's account the secret)`);
+    throw new Error(`missing ${missing.join(', ')}`);
+  }
+}
 /** The handler, and how many proxies in front of the function add X-Forwarded-For entries we may believe. */
 let app: Promise<{ handler: Handler; trustedProxies: number }> | undefined;
 

@@ -70,3 +70,25 @@ describe('the oauth Cloud Function under the Functions Framework', () => {
     expect((await register('198.51.100.8, 130.211.0.1')).status).toBe(201);
   });
 });
+
+describe('the oauth Cloud Function, deployed without a secret the plan mounts', () => {
+  it('refuses to start and names what is missing, rather than making keys of its own', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-front-ff-'));
+    // An http route with identity assertions: the function publishes the assertion key.
+    writeFileSync(join(dir, 'config.yaml'), `oauth:\n  issuer: http://127.0.0.1:1\n  provider: dev\n  data_dir: ${dir}\nroutes:\n  - { path: /db, type: http, backend: "http://127.0.0.1:9/mcp", identity: assertion }\n`);
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, MCP_FRONT_CONFIG: join(dir, 'config.yaml'), K_SERVICE: 'mcp-front-oauth', MCP_FRONT_SIGNING_KEY: 'set, though not checked here' };
+    delete env.MCP_FRONT_ASSERTION_KEY;
+    delete env.FUNCTIONS_EMULATOR;
+    const failing = spawn(process.execPath, [FRAMEWORK, '--target=oauth', '--source=functions/index.ts', `--port=${port}`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    failing.stdout!.setEncoding('utf8').on('data', (t: string) => (output += t));
+    failing.stderr!.setEncoding('utf8').on('data', (t: string) => (output += t));
+    const timer = setTimeout(() => failing.kill('SIGKILL'), 30_000);
+    const code = await exitOf(failing);
+    clearTimeout(timer);
+    expect(code).not.toBe(0);
+    expect(output).toContain('refusing to start: MCP_FRONT_ASSERTION_KEY not set');
+    expect(output).not.toContain('Serving function');
+  }, 40_000);
+});
