@@ -116,18 +116,6 @@ async function refreshAtService(refreshToken: string): Promise<{ status: number;
   });
 }
 
-/** Who the service says the token belongs to (its userinfo endpoint). */
-async function serviceUser(serviceToken: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(new URL('/me', idp.origin), { headers: { authorization: `Bearer ${serviceToken}` }, ca: idp.cert }, (r) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (c: Buffer) => chunks.push(c));
-      r.on('end', () => resolve(r.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()) as { sub: string }).sub : undefined));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 async function openSession(accessToken: string) {
   const client = new Client({ name: 'service-account-browser-test', version: '1' });
@@ -195,7 +183,7 @@ describe.skipIf(skip)('a service account on the account page, in Chromium with J
     const tokens = await authorizeWithDevSignIn(base, { email: 'ada@example.com', resource: `${base}/svc/mcp` });
     client = { ...tokens, clientId: tokens.clientId };
     const session = await openSession(client.access_token);
-    expect(await serviceUser(session.seen)).toBe('ada');
+    expect(await idp.userOf(session.seen)).toBe('ada');
     await session.client.close();
   });
 
@@ -218,7 +206,7 @@ describe.skipIf(skip)('a service account on the account page, in Chromium with J
     await old.client.close();
     const fresh = await openSession(client.access_token);
     expect(fresh.seen).not.toBe(old.seen);
-    expect(await serviceUser(fresh.seen)).toBe('ada');
+    expect(await idp.userOf(fresh.seen)).toBe('ada');
     await fresh.client.close();
   });
 

@@ -151,18 +151,6 @@ async function childToken(accessToken: string): Promise<string> {
   }
 }
 
-/** Who the service says the token belongs to (its userinfo endpoint): the token is real and the user's own. */
-async function serviceUser(serviceToken: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(new URL('/me', idp.origin), { headers: { authorization: `Bearer ${serviceToken}` }, ca: idp.cert }, (r) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (c: Buffer) => chunks.push(c));
-      r.on('end', () => resolve(r.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()) as { sub: string }).sub : undefined));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Every document in the stack's SQLite file, as text. */
 function everythingStored(): string {
@@ -189,7 +177,7 @@ describe('connecting the user\'s own service account', () => {
     const stored = await recordOf('ada@example.com');
     expect(stored?.kind).toBe('service-account');
     const seen = await childToken(tokens.body.access_token!);
-    expect(await serviceUser(seen)).toBe('ada');
+    expect(await idp.userOf(seen)).toBe('ada');
     // Kept only sealed: the token is nowhere in the store, and the client's access token carries only ciphertext.
     expect(JSON.stringify(await stack.store.list('userCredentials'))).not.toContain(seen);
     expect(everythingStored()).not.toContain(seen);
@@ -223,7 +211,7 @@ describe('renewal at our /token', () => {
     expect(after!.expiresAt!).toBeGreaterThan(clock.now());
     const renewed = await childToken(refreshed.body.access_token!);
     expect(renewed).not.toBe(old);
-    expect(await serviceUser(renewed)).toBe('cy');
+    expect(await idp.userOf(renewed)).toBe('cy');
     // Not yet due: the next refresh keeps it.
     const again = await refresh(flow.clientId, refreshed.body.refresh_token!);
     expect(again.status).toBe(200);

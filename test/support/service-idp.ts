@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import Provider from 'oidc-provider';
 import { startHttpsStandIn, type HttpsStandIn } from './https-stand-in.ts';
 
@@ -9,6 +10,8 @@ import { startHttpsStandIn, type HttpsStandIn } from './https-stand-in.ts';
 
 export interface ServiceIdp extends HttpsStandIn {
   readonly revocationPath: string;
+  /** Who the service says a token of its belongs to (its userinfo endpoint): the token is real and that user's own. */
+  userOf(serviceToken: string): Promise<string | undefined>;
 }
 
 export async function startServiceIdp(options: {
@@ -31,5 +34,15 @@ export async function startServiceIdp(options: {
     cookies: { keys: ['svc-cookie-key'] },
   } as never);
   serve = provider.callback();
-  return { ...standIn, revocationPath: '/token/revocation' };
+  const userOf = (serviceToken: string) =>
+    new Promise<string | undefined>((resolve, reject) => {
+      const req = httpsRequest(new URL('/me', standIn.origin), { headers: { authorization: `Bearer ${serviceToken}` }, ca: standIn.cert }, (r) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => resolve(r.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()) as { sub: string }).sub : undefined));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  return { ...standIn, revocationPath: '/token/revocation', userOf };
 }
