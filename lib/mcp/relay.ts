@@ -21,7 +21,9 @@ import { cutText, FrameSequence, RELAY_MAX_CHARS, type Frame } from './relay-fra
 
 export type RelayedCall =
   | { readonly kind: 'post'; readonly session: string; readonly messages: JsonRpcMessage[]; readonly batch: boolean; readonly headers: Record<string, string> }
-  | { readonly kind: 'get'; readonly session: string; readonly headers: Record<string, string> };
+  | { readonly kind: 'get'; readonly session: string; readonly headers: Record<string, string> }
+  // Legacy HTTP+SSE (2024-11-05): messages POSTed to /message, handed over at the owner, whose stream carries the answers.
+  | { readonly kind: 'legacy'; readonly session: string; readonly messages: JsonRpcMessage[] };
 
 /** What the owner's side makes of a call: the Response it would give a client of its own; undefined when it doesn't hold the session. */
 export type RelayServe = (call: RelayedCall, signal: AbortSignal) => Promise<Response | undefined>;

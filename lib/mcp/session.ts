@@ -106,6 +106,11 @@ export class McpSession implements SessionInfo {
     return this.#ended;
   }
 
+  /** Legacy HTTP+SSE (2024-11-05): the session lives as long as its one stream. */
+  get legacy(): boolean {
+    return this.#options.legacy ?? false;
+  }
+
   /** Resolves once no request of this session is waiting for its answer (shutdown drain); one the client cancelled isn't. */
   async drained(): Promise<void> {
     for (let waiting = [...this.#open].filter((e) => e.waiting); waiting.length; waiting = [...this.#open].filter((e) => e.waiting)) {
@@ -302,18 +307,24 @@ export class McpSession implements SessionInfo {
     return response;
   }
 
-  /** Legacy HTTP+SSE: a POSTed message is handed over; answers arrive on the stream. */
-  async postLegacy(messages: readonly JsonRpcMessage[]): Promise<void> {
+  /** Legacy HTTP+SSE: POSTed messages are handed over (202, or the error that stopped them); answers arrive on the stream. */
+  async postLegacy(messages: readonly JsonRpcMessage[], signal: AbortSignal, headers: Record<string, string>): Promise<Response> {
     this.lastActivity = Date.now();
-    for (const m of messages) {
-      if (isRequest(m) && this.#hidden(m) !== undefined) {
-        this.#toStream(this.#refuse(m));
-        continue;
+    if (signal.aborted) return new Response(null, { status: 499 });
+    try {
+      for (const m of messages) {
+        if (isRequest(m) && this.#hidden(m) !== undefined) {
+          this.#toStream(this.#refuse(m));
+          continue;
+        }
+        if (isRequest(m)) this.#legacyPending.add(m.id!);
+        if (isRequest(m)) this.#track(m);
+        await this.backend.send(m);
       }
-      if (isRequest(m)) this.#legacyPending.add(m.id!);
-      if (isRequest(m)) this.#track(m);
-      await this.backend.send(m);
+    } catch (err) {
+      return backendFailure(err, undefined, headers);
     }
+    return new Response('Accepted', { status: 202, headers });
   }
 
   /** Ends the session: pending requests fail, streams close, the backend is ended. */

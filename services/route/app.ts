@@ -94,7 +94,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   };
 
   const registry = createSessionRegistry(deps);
-  const { sessions, openSession, recordSession, touch, sessionFor, credentialChanged } = registry;
+  const { sessions, openSession, recordSession, recordLegacySession, touch, sessionFor, legacySessionFor } = registry;
   if (route.userCredential && !deps.credentialKey) throw new Error(`${route.path}: user_credential needs the route's credential key`);
   const openCredential = route.userCredential && deps.credentialKey ? routeCredentialOpener(deps.credentialKey, route.path) : undefined;
 
@@ -196,6 +196,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   /**
    * The HTTP+SSE transport of 2024-11-05, still what some clients speak: GET /<route>/sse opens
    * the session's stream, whose `endpoint` event names /<route>/message?session=… for POSTs.
+   * The instance holding the stream owns the session; a POST landing on another is relayed to
+   * it (legacy-sessions.ts), as Cloud Run's balancer keeps no client on one instance.
    */
   const legacy = async (req: Request, url: URL, claims: RouteClaims, cors: Record<string, string>): Promise<Response> => {
     if (url.pathname.endsWith('/sse')) {
@@ -204,15 +206,16 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
       if (full) return full;
       const session = openSession(claims, randomToken(24), true);
       log.info('session started', { session: session.id, user: claims.sub, client: claims.client_id, transport: 'sse' });
+      await recordLegacySession(session, claims);
+      if (session.ended) return rpcError(502, ErrorCode.BackendFailed, 'the MCP server ended as the session started', cors);
       return session.openLegacyStream(req.signal, `${route.path}/message?session=${session.id}`, cors);
     }
     if (req.method !== 'POST') return new Response(null, { status: 405, headers: { ...cors, allow: 'POST' } });
-    const session = sessions.get(url.searchParams.get('session') ?? '');
-    if (!session || session.userSub !== claims.sub || credentialChanged(session, claims)) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
+    const session = await legacySessionFor(url.searchParams.get('session') ?? '', claims);
+    if (!session) return rpcError(404, ErrorCode.SessionNotFound, 'session not found: open the SSE stream again', cors);
     const body = await readMessages(req, cors);
     if (body instanceof Response) return body;
-    await session.postLegacy(body.messages);
-    return new Response('Accepted', { status: 202, headers: cors });
+    return session.postLegacy(body.messages, req.signal, cors);
   };
 
   const handle = async (req: Request): Promise<Response> => {

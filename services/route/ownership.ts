@@ -56,6 +56,11 @@ export interface SessionOwnership {
   takeOver(sessionId: string, seen: OwnedRecord, expiresAt: number): Promise<OwnedRecord | undefined>;
   /** The session ended here: its record names no owner, so the next request anywhere takes it at once. */
   release(sessionId: string): void;
+  /**
+   * A session nobody may carry on ended here (legacy SSE: it lived as long as its stream, on this
+   * instance): its record is deleted, so the other instances answer 404 at once.
+   */
+  forget(sessionId: string): void;
   close(): Promise<void>;
 }
 
@@ -66,6 +71,12 @@ export function startOwnership(options: OwnershipOptions): SessionOwnership {
   const releases = new Set<Promise<unknown>>();
   let renewedAt = 0;
   let closed = false;
+
+  /** A record write on a session's way out: close() waits for it. */
+  const settleLater = (write: Promise<unknown>) => {
+    releases.add(write);
+    void write.finally(() => releases.delete(write));
+  };
 
   const lost = (id: string, reason: string) => {
     if (!held.delete(id)) return;
@@ -156,9 +167,12 @@ export function startOwnership(options: OwnershipOptions): SessionOwnership {
       const epoch = held.get(id);
       if (epoch === undefined) return;
       held.delete(id);
-      const release = conditionalWrite(id, (current) => (current.owner === instanceId && current.epoch === epoch ? { ...current, owner: null } : undefined), clock.now() + options.recordTtlMs).catch((err: unknown) => log.warn('could not release the session', { session: id, error: String(err) }));
-      releases.add(release);
-      void release.finally(() => releases.delete(release));
+      settleLater(conditionalWrite(id, (current) => (current.owner === instanceId && current.epoch === epoch ? { ...current, owner: null } : undefined), clock.now() + options.recordTtlMs).catch((err: unknown) => log.warn('could not release the session', { session: id, error: String(err) })));
+    },
+    forget(id) {
+      // No fencing needed: such a record is never taken over, only this instance ever names itself in it.
+      if (!held.delete(id)) return;
+      settleLater(store.delete('mcpSessions', id).catch((err: unknown) => log.warn('could not forget the session', { session: id, error: String(err) })));
     },
     async close() {
       closed = true;

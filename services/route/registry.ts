@@ -15,7 +15,8 @@ import { compileToolPolicy } from '../../lib/mcp/tool-policy.ts';
 import type { RouteCredential } from '../../lib/tokens/route-credential.ts';
 import { startRelay, type RelayServe } from '../../lib/mcp/relay.ts';
 import { startOwnership, type SessionOwnership } from './ownership.ts';
-import { RemoteSession } from './remote-session.ts';
+import { RemoteSession, type FindSession } from './remote-session.ts';
+import { legacySessions } from './legacy-sessions.ts';
 
 // A route's sessions: the ones this instance holds (each with its backend: a child process or
 // an HTTP MCP server), their records in the store (written once, refreshed every
@@ -38,6 +39,8 @@ export interface SessionRecord {
   owner?: string | null;
   /** Fencing epoch: one more at each takeover. */
   epoch?: number;
+  /** Legacy HTTP+SSE: relayed to its owner while it lives, never resumed elsewhere (legacy-sessions.ts). */
+  legacy?: true;
 }
 
 /** Default instance lease (ownership.ts): renewed every third of it. */
@@ -107,11 +110,13 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
       toolPolicy,
       onEnd: (s) => {
         sessions.delete(s.id);
-        ownership?.release(s.id);
-        recordedAt.delete(s.id);
-        records.delete(s.id);
         // The record in the store stays: another instance (or this one, restarted) may carry the
         // session on. Only the client's DELETE forgets it; otherwise it expires after idle_timeout.
+        // A legacy session, over with its stream, is forgotten at once (legacy-sessions.ts).
+        if (s.legacy) ownership?.forget(s.id);
+        else ownership?.release(s.id);
+        recordedAt.delete(s.id);
+        records.delete(s.id);
         log.info('session ended', { session: s.id, user: s.userSub, client: s.clientId });
       },
     });
@@ -177,7 +182,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     const sub = claims.sub;
     // The only store read on a request path, and only for a session this instance doesn't hold.
     let record = await deps.store.get<SessionRecord>('mcpSessions', id);
-    if (!record || record.route !== route.path || record.userSub !== sub) return undefined;
+    if (!record || record.legacy || record.route !== route.path || record.userSub !== sub) return undefined;
     // Started with a credential the user has since replaced: over (the client initializes anew).
     if (record.credentialVersion !== claims.credential?.version) return undefined;
     const full = () => new BackendError(`this instance of ${route.path} holds its ${route.maxSessionsPerInstance} sessions; retry shortly`, { status: 503 });
@@ -252,11 +257,14 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   const serveRelayed: RelayServe = async (call, signal) => {
     const session = sessions.get(call.session);
     if (!session || session.ended) return undefined;
+    if (call.kind === 'legacy') return session.legacy ? session.postLegacy(call.messages, signal, {}) : undefined;
     touch(session);
     return call.kind === 'post' ? session.post(call.messages, call.batch, signal, call.headers) : session.openStream(signal, call.headers);
   };
   const relay = ownership ? startRelay({ store: deps.store, instanceId: ownership.instanceId, clock: deps.clock, log, serve: serveRelayed, keepaliveMs: deps.keepaliveMs ?? 15_000 }) : undefined;
-  const remote = (id: string, claims: RouteClaims, owner: string) => new RemoteSession(id, claims.sub, owner, { relay: relay!, ownership: ownership!, leaseMs, requestTimeoutMs: route.timeout, find: () => sessionFor(id, claims) });
+  const remote = (id: string, claims: RouteClaims, owner: string, find: FindSession = () => sessionFor(id, claims)) =>
+    new RemoteSession(id, claims.sub, owner, { relay: relay!, ownership: ownership!, leaseMs, requestTimeoutMs: route.timeout, find });
+  const legacy = legacySessions({ route: route.path, store: deps.store, clock: deps.clock, log, streamTimeoutMs: deps.config.server.streamTimeout, sessions, ownership, credentialChanged, remote });
 
   /** Ends this instance's part: its relayed streams, its listeners, its lease (after its sessions ended and let go). */
   const close = async () => {
@@ -264,5 +272,5 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
     await ownership?.close();
   };
 
-  return { sessions, openSession, recordSession, touch, sessionFor, credentialChanged, heldEntries, close, instanceId: ownership?.instanceId };
+  return { sessions, openSession, recordSession, recordLegacySession: legacy.record, touch, sessionFor, legacySessionFor: legacy.find, credentialChanged, heldEntries, close, instanceId: ownership?.instanceId };
 }

@@ -3,13 +3,14 @@ import { RelayGoneError, type Relay } from '../../lib/mcp/relay.ts';
 import type { McpSession } from '../../lib/mcp/session.ts';
 import type { SessionOwnership } from './ownership.ts';
 
-// A session another instance owns, as this instance serves it: every POST and GET is relayed
-// to the owner (lib/mcp/relay.ts) and its answer streamed back. While an exchange is open the
-// owner's lease is checked every lease/3 (one read): an owner that died before answering is
-// replaced (this instance takes the session over and serves the call itself); one that dies
-// during a stream ends that stream, and the client's next request finds the new owner.
+// A session another instance owns, as this instance serves it: every POST and GET (and a
+// legacy SSE session's POST to /message) is relayed to the owner (lib/mcp/relay.ts) and its
+// answer streamed back. While an exchange is open the owner's lease is checked every lease/3
+// (one read): an owner that died before answering is replaced (this instance takes the session
+// over and serves the call itself; a legacy session is over instead); one that dies during a
+// stream ends that stream, and the client's next request finds the new owner.
 
-/** How a route finds a session again after its owner changed: the registry's sessionFor, without the relay's retry. */
+/** How a route finds a session again after its owner changed: the registry's sessionFor (or legacySessionFor), without the relay's retry. */
 export type FindSession = () => Promise<McpSession | RemoteSession | undefined>;
 
 export interface RemoteSessionDeps {
@@ -45,6 +46,17 @@ export class RemoteSession {
       this.#deps.requestTimeoutMs + RELAY_MARGIN_MS,
       (s) => this.#deps.relay.call(this.owner, { kind: 'post', session: this.id, messages: [...messages], batch, headers: { 'mcp-session-id': this.id } }, s, { expectsAnswer }),
       (next) => next.post(messages, batch, signal, headers),
+    );
+  }
+
+  /** Legacy HTTP+SSE: 202 once the owner handed the messages over; their answers go out on the owner's stream. */
+  postLegacy(messages: readonly JsonRpcMessage[], signal: AbortSignal, headers: Record<string, string>): Promise<Response> {
+    return this.#relay(
+      signal,
+      headers,
+      this.#deps.requestTimeoutMs + RELAY_MARGIN_MS,
+      (s) => this.#deps.relay.call(this.owner, { kind: 'legacy', session: this.id, messages: [...messages] }, s),
+      (next) => next.postLegacy(messages, signal, headers),
     );
   }
 
