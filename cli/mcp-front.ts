@@ -220,9 +220,8 @@ grants
     }
   });
 
-program
-  .command('credentials')
-  .description('users\' own credentials for routes (routes[].user_credential)')
+const credentials = program.command('credentials').description('users\' own credentials for routes (routes[].user_credential)');
+credentials
   .command('delete')
   .description('delete a user\'s credential for a route: their clients get no new token for it until they give one again')
   .requiredOption('-c, --config <file>', 'YAML config (names the store)')
@@ -240,6 +239,31 @@ program
           ? `deleted ${options.user}'s credential for ${options.route}; sessions running with it end when their client refreshes (within ${config.oauth.tokenTtl / 1000} s), and no new token for ${options.route} is issued until they give one again\n`
           : `${options.user} has no credential stored for ${options.route}\n`,
       );
+    } finally {
+      await store.close();
+    }
+  });
+credentials
+  .command('reseal')
+  .description('seal every stored credential again under the newest sealing key (MCP_FRONT_SEALING_KEY, else the store\'s in local mode), before the older keys are dropped')
+  .requiredOption('-c, --config <file>', 'YAML config (names the store)')
+  .action(async (options: { config: string }) => {
+    const config = loadConfig(options.config);
+    const [{ openStore }, { resealAllUserCredentials }, { existingSealingKeys }, { systemClock }] = await Promise.all([
+      import('../lib/store/open.ts'),
+      import('../lib/oauth/credential-reseal.ts'),
+      import('../lib/tokens/credential-keys.ts'),
+      import('../lib/clock.ts'),
+    ]);
+    const store = await openStore(config.oauth, systemClock);
+    try {
+      const sealing = await existingSealingKeys(store, process.env).catch((err: Error) => {
+        throw new InvalidArgumentError(err.message);
+      });
+      const report = await resealAllUserCredentials(store, { sealing, routes: new Map() });
+      process.stdout.write(`re-sealed ${report.resealed}, already under the newest key ${report.current}, opened by no key ${report.unreadable}\n`);
+      // Not a failure of this command: no key, old or new, opens them, so dropping a key changes nothing for them.
+      if (report.unreadable) process.stderr.write(`${report.unreadable} stored credential${report.unreadable === 1 ? '' : 's'} opened by no key held: those users are asked for theirs again at their next connection\n`);
     } finally {
       await store.close();
     }
@@ -266,14 +290,27 @@ program
 program
   .command('keygen')
   .description('print a new ES256 signing key (JWK) for MCP_FRONT_SIGNING_KEY / Secret Manager')
-  .option('--rotate', 'read the current secret value on stdin; print a key set with a new signing key first and the current one kept for the tokens it signed')
-  .option('--credential-key', 'print a new 256-bit key instead (mcp-front-sealing-key, mcp-front-credential-key-<route>)')
-  .action(async (options: { rotate?: boolean; credentialKey?: boolean }) => {
+  .option('--rotate', 'read the current secret value on stdin; print a key set with a new key first (it signs, or seals) and the current ones kept for what they signed or sealed')
+  .option('--credential-key', 'a 256-bit key instead (mcp-front-sealing-key, mcp-front-credential-key-<route>); its secret holds up to 3, comma-separated, the first sealing')
+  .option('--stage', 'with --credential-key: read the current value on stdin; print it with a new key last (it opens, and seals nothing yet)')
+  .option('--promote', 'with --credential-key: read the current value on stdin; print it with its last key (the staged one) first, sealing from now on')
+  .option('--drop-old', 'with --credential-key: read the current value on stdin; print its first key alone (what the others sealed no longer opens)')
+  .action(async (options: { rotate?: boolean; credentialKey?: boolean; stage?: boolean; promote?: boolean; dropOld?: boolean }) => {
+    const transitions = (['rotate', 'stage', 'promote', 'dropOld'] as const).filter((t) => options[t]);
+    if (transitions.length > 1) throw new InvalidArgumentError('give at most one of --rotate, --stage, --promote, --drop-old');
+    const transition = transitions[0];
     if (options.credentialKey) {
-      const { generateCredentialKey } = await import('../lib/tokens/credential-keys.ts');
-      process.stdout.write(`${generateCredentialKey()}\n`);
-      return;
+      const { credentialKeyRotation, generateCredentialKey } = await import('../lib/tokens/credential-keys.ts');
+      if (!transition) return void process.stdout.write(`${generateCredentialKey()}\n`);
+      let value: string;
+      try {
+        value = credentialKeyRotation[transition](await readStdin(), 'the value on stdin');
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+      return void process.stdout.write(`${value}\n`);
     }
+    if (transition && transition !== 'rotate') throw new InvalidArgumentError(`--${transition === 'dropOld' ? 'drop-old' : transition} is for --credential-key`);
     const value = options.rotate ? await rotatedSigningKeys(await readStdin()) : await generateSigningJwk();
     process.stdout.write(`${JSON.stringify(value)}\n`);
   });

@@ -65,7 +65,7 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     // As deployed: on Firestore the routes keep their sessions in a database of their own.
     const sessionStore = options.store || config.oauth.storage === 'sqlite' ? store : await openSessionStore(config.oauth, clock);
     if (sessionStore !== store) cleanups.push(() => sessionStore.close());
-    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }), assertionKey: assertion?.current, credentialKey: credentialKeys?.routes.get(route.path) })]));
+    const services = new Map(routes.map((route) => [route.path, createRouteService({ config, route: onThisNode(route), store: sessionStore, verifier, clock, log: log.child({ route: route.path }), assertionKey: assertion?.current, credentialKeys: credentialKeys?.routes.get(route.path) })]));
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });

@@ -8,7 +8,8 @@ import { admit } from '../../lib/oauth/providers/oidc.ts';
 import { resourceRefusal } from '../../lib/oauth/route-access.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { sealForRoute } from '../../lib/tokens/route-credential.ts';
-import { credentialNeeds } from '../../lib/oauth/user-credentials.ts';
+import { credentialId, credentialNeeds } from '../../lib/oauth/user-credentials.ts';
+import { resealUserCredential } from '../../lib/oauth/credential-reseal.ts';
 import { deliveredCredential, renewServiceAccount } from '../../lib/oauth/service-accounts.ts';
 import { routeForResource } from '../../lib/oauth/authorization.ts';
 import { sha256 } from '../../lib/random.ts';
@@ -56,6 +57,7 @@ export async function token(req: Request, deps: HandlerDeps): Promise<Response> 
     throw new OAuthError(grantType ? 'unsupported_grant_type' : 'invalid_request', 400, grantType ? `grant_type ${grantType} is not supported` : 'grant_type is required');
   }
   const { grant } = issued;
+  await resealCredential(deps, issued);
   const access = await signAccessToken(deps.keys.current, deps.config.oauth.issuer, deps.config.oauth.tokenTtl, deps.clock, {
     sub: grant.userSub,
     email: grant.email,
@@ -83,6 +85,24 @@ function credentialClaim(deps: HandlerDeps, issued: IssuedGrant): { cred?: strin
   // grants.ts checked, in the transaction, that it opens for this user and route.
   const value = deliveredCredential(keys, record, { userSub: issued.grant.userSub, route: record.route })!;
   return { cred: sealForRoute(keys.routes.get(record.route)!, { sub: issued.grant.userSub, route: record.route }, { version: record.version, value }) };
+}
+
+/**
+ * The stored credential sealed again under the newest sealing key when an older one opened it
+ * (docs/deploy.md, "Rotating the credential keys"), so most are moved by the time the operator
+ * runs `credentials reseal`. A failure here does not fail the request: the grant has already
+ * moved on (a code redeemed, a refresh token rotated), so its answer must go out; the next read
+ * tries again, and `credentials reseal` catches the rest.
+ */
+async function resealCredential(deps: HandlerDeps, issued: IssuedGrant): Promise<void> {
+  const record = issued.credential;
+  if (!record) return;
+  const who = { user: record.userSub, route: record.route };
+  try {
+    if ((await resealUserCredential(deps.store, deps.credentialKeys!, credentialId(record.userSub, record.route), record)) === 'resealed') deps.log.info('stored credential sealed again under the newest sealing key', who);
+  } catch (err) {
+    deps.log.warn('stored credential not sealed again; the next read tries again', { ...who, error: (err as Error).message });
+  }
 }
 
 /**

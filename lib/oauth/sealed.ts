@@ -43,3 +43,35 @@ export function sealer(secret: string | Uint8Array, purpose = 'upstream credenti
     },
   };
 }
+
+/** What a key set opened: the text, and whether a key other than the sealing one did (it is due to be sealed again). */
+export interface Unsealed {
+  readonly plain: string;
+  readonly stale: boolean;
+}
+
+export interface KeySetSealer {
+  /** Under the first key. */
+  seal(plain: string, context?: string): string;
+  /** Tries each key in order; undefined when none opens it. */
+  unseal(sealed: string, context?: string): Unsealed | undefined;
+}
+
+/**
+ * A key set, newest first (lib/tokens/credential-keys.ts): the first seals, each opens what it
+ * sealed, so a key can be replaced without what the one before it sealed becoming unreadable.
+ */
+export function keySetSealer(keys: readonly Uint8Array[], purpose: string): KeySetSealer {
+  if (!keys.length) throw new Error('a key set needs at least one key');
+  const sealers = keys.map((key) => sealer(key, purpose));
+  return {
+    seal: (plain, context) => sealers[0]!.seal(plain, context),
+    unseal(sealed, context) {
+      for (const [i, s] of sealers.entries()) {
+        const plain = s.open(sealed, context);
+        if (plain !== undefined) return { plain, stale: i > 0 };
+      }
+      return undefined;
+    },
+  };
+}

@@ -3,7 +3,7 @@ import { routeResources, type Config, type RouteConfig } from '../config/config.
 import { randomToken, sha256 } from '../random.ts';
 import type { Store } from '../store/store.ts';
 import type { CredentialKeys } from '../tokens/credential-keys.ts';
-import { sealer } from './sealed.ts';
+import { keySetSealer, type Unsealed } from './sealed.ts';
 
 // Each user's own credential for a route's service (routes[].user_credential): given on the
 // consent page or the account page, kept only sealed (AES-256-GCM under the sealing key, which
@@ -36,8 +36,8 @@ export const credentialId = (userSub: string, route: string) => sha256(`credenti
 const PURPOSE = 'user credential';
 const context = (userSub: string, route: string) => `mcp-front user credential\n${userSub}\n${route}`;
 
-/** Seals a value for this user and route under the sealing key: user credentials and service accounts alike. */
-export const sealUserCredential = (keys: CredentialKeys, userSub: string, route: string, plain: string) => sealer(keys.sealing, PURPOSE).seal(plain, context(userSub, route));
+/** Seals a value for this user and route under the (newest) sealing key: user credentials and service accounts alike. */
+export const sealUserCredential = (keys: CredentialKeys, userSub: string, route: string, plain: string) => keySetSealer(keys.sealing, PURPOSE).seal(plain, context(userSub, route));
 
 /**
  * Why `value` can't be the route's credential, as a sentence for the page, or undefined. Visible
@@ -112,10 +112,15 @@ export async function saveUserCredential(store: Store, clock: Clock, keys: Crede
   return record;
 }
 
-/** The stored credential in the clear, or undefined when it does not open for this user and route (another user's or route's record, an altered one, another sealing key). */
+/** The stored credential in the clear, or undefined when it does not open for this user and route (another user's or route's record, an altered one, a sealing key no longer held). */
 export function openUserCredential(keys: CredentialKeys, record: UserCredentialRecord, expected: { userSub: string; route: string }): string | undefined {
+  return unsealUserCredential(keys, record, expected)?.plain;
+}
+
+/** As openUserCredential, saying too whether it was sealed under an older sealing key (credential-reseal.ts seals it again). */
+export function unsealUserCredential(keys: CredentialKeys, record: UserCredentialRecord, expected: { userSub: string; route: string }): Unsealed | undefined {
   if (record.userSub !== expected.userSub || record.route !== expected.route) return undefined;
-  return sealer(keys.sealing, PURPOSE).open(record.sealed, context(expected.userSub, expected.route));
+  return keySetSealer(keys.sealing, PURPOSE).unseal(record.sealed, context(expected.userSub, expected.route));
 }
 
 export async function storedCredential(store: Store, userSub: string, route: string): Promise<UserCredentialRecord | undefined> {

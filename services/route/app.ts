@@ -12,6 +12,7 @@ import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { ErrorCode, errorResponse, isRequest, parseMessages, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { createSessionRegistry, type RouteClaims, type SessionRecord, type SessionRegistryDeps } from './registry.ts';
 import { routeCredentialOpener } from '../../lib/tokens/route-credential.ts';
+import type { CredentialKeySet } from '../../lib/tokens/credential-keys.ts';
 
 // A route: one MCP endpoint behind the gateway's sign-in. Checks, in order: Origin (DNS
 // rebinding), the bearer token and its audience, the protocol version, the body; then the
@@ -29,8 +30,8 @@ export interface RouteServiceDeps {
   readonly keepaliveMs?: number;
   /** The identity-assertion key, for an http route with `identity: assertion` (lib/tokens/keys.ts). */
   readonly assertionKey?: SigningKey;
-  /** This route's own credential key, for a route with `user_credential` (lib/tokens/credential-keys.ts). */
-  readonly credentialKey?: Uint8Array;
+  /** This route's own credential keys, newest first, for a route with `user_credential` (lib/tokens/credential-keys.ts). */
+  readonly credentialKeys?: CredentialKeySet;
   /** One owner per session across instances (registry.ts, ownership.ts). */
   readonly ownership?: SessionRegistryDeps['ownership'];
 }
@@ -95,8 +96,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
 
   const registry = createSessionRegistry(deps);
   const { sessions, openSession, recordSession, recordLegacySession, touch, sessionFor, legacySessionFor } = registry;
-  if (route.userCredential && !deps.credentialKey) throw new Error(`${route.path}: user_credential needs the route's credential key`);
-  const openCredential = route.userCredential && deps.credentialKey ? routeCredentialOpener(deps.credentialKey, route.path) : undefined;
+  if (route.userCredential && !deps.credentialKeys) throw new Error(`${route.path}: user_credential needs the route's credential key`);
+  const openCredential = route.userCredential && deps.credentialKeys ? routeCredentialOpener(deps.credentialKeys, route.path) : undefined;
 
   /**
    * Whether another session may start here: the instance's cap comes first (503 + Retry-After,

@@ -10,7 +10,7 @@ import { healthAnswer } from '../../lib/http/health.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
 import { loadAssertionKeys, type SigningKey } from '../../lib/tokens/keys.ts';
 import { createRouteService } from './app.ts';
-import { loadRouteCredentialKey, routeKeyVariable } from '../../lib/tokens/credential-keys.ts';
+import { loadRouteCredentialKeys, routeKeyVariable } from '../../lib/tokens/credential-keys.ts';
 
 // The Cloud Run entrypoint of one route (and the bridge layered onto a stdio server's image):
 // MCP_FRONT_CONFIG names the config, MCP_FRONT_ROUTE the route; tokens verify against the
@@ -57,8 +57,8 @@ try {
   // A route taking users' own credentials holds its own key for them (deploy grants it that
   // secret alone), never the sealing key of the stored ones nor another route's.
   if (route.userCredential && !process.env[routeKeyVariable(route)]) throw new ConfigError(`${route.path}: user_credential needs ${routeKeyVariable(route)} (deploy sets it from the ${route.name} credential key secret)`);
-  const credentialKey = route.userCredential ? await loadRouteCredentialKey(undefined, systemClock, route, process.env) : undefined;
-  const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }), assertionKey, credentialKey });
+  const credentialKeys = route.userCredential ? await loadRouteCredentialKeys(undefined, systemClock, route, process.env) : undefined;
+  const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }), assertionKey, credentialKeys });
   // Liveness, and readiness (the startup probe the deploy plan sets): the sessions store answers.
   const handler: Handler = (req, ctx) => healthAnswer(new URL(req.url).pathname, config.server.healthPath, store) ?? service.handle(req, ctx);
   const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });

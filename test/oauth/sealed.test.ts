@@ -44,15 +44,15 @@ describe('sealed with a context (users\' own credentials)', () => {
 
   it('a route opens what was sealed for it and that user only', () => {
     const key = new Uint8Array(32).fill(1);
-    const sealed = sealForRoute(key, { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v-1', value: 'tok with spaces and \\ " quotes' });
-    expect(routeCredentialOpener(key, '/svc')(sealed, 'dev:ada@example.com')).toEqual({ version: 'v-1', value: 'tok with spaces and \\ " quotes' });
-    expect(routeCredentialOpener(key, '/svc')(sealed, 'dev:bob@example.com')).toBeUndefined();
-    expect(routeCredentialOpener(key, '/other')(sealed, 'dev:ada@example.com')).toBeUndefined();
-    expect(routeCredentialOpener(new Uint8Array(32).fill(2), '/svc')(sealed, 'dev:ada@example.com')).toBeUndefined();
+    const sealed = sealForRoute([key], { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v-1', value: 'tok with spaces and \\ " quotes' });
+    expect(routeCredentialOpener([key], '/svc')(sealed, 'dev:ada@example.com')).toEqual({ version: 'v-1', value: 'tok with spaces and \\ " quotes' });
+    expect(routeCredentialOpener([key], '/svc')(sealed, 'dev:bob@example.com')).toBeUndefined();
+    expect(routeCredentialOpener([key], '/other')(sealed, 'dev:ada@example.com')).toBeUndefined();
+    expect(routeCredentialOpener([new Uint8Array(32).fill(2)], '/svc')(sealed, 'dev:ada@example.com')).toBeUndefined();
   });
 
   it('a 4 KiB credential keeps the access token under the verifier\'s limit', () => {
-    const sealed = sealForRoute(new Uint8Array(32), { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'A'.repeat(16), value: '~'.repeat(4096) });
+    const sealed = sealForRoute([new Uint8Array(32)], { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'A'.repeat(16), value: '~'.repeat(4096) });
     // Inside the JWT payload it is base64url'd once more: about 4/3 of this, plus the other claims.
     expect(Math.ceil((sealed.length * 4) / 3) + 1024).toBeLessThan(12_288);
   });

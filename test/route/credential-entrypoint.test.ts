@@ -9,7 +9,7 @@ import { systemClock } from '../../lib/clock.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
-import { generateCredentialKey, parseCredentialKey } from '../../lib/tokens/credential-keys.ts';
+import { generateCredentialKey, parseCredentialKeys } from '../../lib/tokens/credential-keys.ts';
 import { loadKeySet, type KeySet } from '../../lib/tokens/keys.ts';
 import { sealForRoute } from '../../lib/tokens/route-credential.ts';
 import { exitOf } from '../support/stack-process.ts';
@@ -64,7 +64,7 @@ describe('a deployed route with user_credential', () => {
     const route = await startRoute({ MCP_FRONT_CREDENTIAL_KEY_SVC: routeKey });
     try {
       for (let i = 0; i < 100 && !route.output().includes('route listening'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-      const cred = sealForRoute(parseCredentialKey(routeKey, 'key'), { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v1', value: 'ada-secret-token' });
+      const cred = sealForRoute(parseCredentialKeys(routeKey, 'key'), { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v1', value: 'ada-secret-token' });
       const { token } = await signAccessToken(keys.current, issuer, 600_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${issuer}/svc/mcp`, client_id: 'c', scope: 'mcp', cred });
       const client = new Client({ name: 'entrypoint-test', version: '1' });
       const transport = new StreamableHTTPClientTransport(new URL(`${route.url}/svc/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
@@ -86,5 +86,43 @@ describe('a deployed route with user_credential', () => {
       route.child.kill('SIGTERM');
       expect(await exitOf(route.child)).toBe(0);
     }
+  });
+});
+
+describe('a deployed route during a rotation of its credential key', () => {
+  it('with "new,old" in its secret, a token sealed under the old key (issued before) still works, and one under the new key too; a key it does not hold is refused (401)', async () => {
+    const newKey = generateCredentialKey();
+    const route = await startRoute({ MCP_FRONT_CREDENTIAL_KEY_SVC: `${newKey},${routeKey}` });
+    try {
+      for (let i = 0; i < 100 && !route.output().includes('route listening'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const tokenSealedWith = async (key: string, value: string) => {
+        const cred = sealForRoute(parseCredentialKeys(key, 'key'), { sub: 'dev:ada@example.com', route: '/svc' }, { version: 'v1', value });
+        return (await signAccessToken(keys.current, issuer, 600_000, systemClock, { sub: 'dev:ada@example.com', email: 'ada@example.com', aud: `${issuer}/svc/mcp`, client_id: 'c', scope: 'mcp', cred })).token;
+      };
+      for (const [key, value] of [[routeKey, 'sealed-under-old'], [newKey, 'sealed-under-new']] as const) {
+        const client = new Client({ name: 'entrypoint-test', version: '1' });
+        const transport = new StreamableHTTPClientTransport(new URL(`${route.url}/svc/mcp`), { requestInit: { headers: { authorization: `Bearer ${await tokenSealedWith(key, value)}` } } });
+        await client.connect(transport);
+        const result = (await client.callTool({ name: 'whoami', arguments: {} })) as { content: Array<{ text: string }> };
+        expect(JSON.parse(result.content[0]!.text)).toMatchObject({ env: { SVC_TOKEN: value } });
+        await transport.terminateSession();
+        await client.close();
+      }
+      const foreign = await fetch(`${route.url}/svc/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await tokenSealedWith(generateCredentialKey(), 'x')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+      });
+      expect(foreign.status).toBe(401);
+    } finally {
+      route.child.kill('SIGTERM');
+      expect(await exitOf(route.child)).toBe(0);
+    }
+  });
+
+  it('refuses to start with more keys than the bound, naming the variable', async () => {
+    const { child, output } = await startRoute({ MCP_FRONT_CREDENTIAL_KEY_SVC: [1, 2, 3, 4].map(() => generateCredentialKey()).join(',') });
+    expect(await exitOf(child)).not.toBe(0);
+    expect(output()).toContain('MCP_FRONT_CREDENTIAL_KEY_SVC holds 4 keys, at most 3');
   });
 });
