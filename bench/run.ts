@@ -1,41 +1,42 @@
 import { cpus, totalmem } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { directStdio, mcpFront, mcpProxy, rssMiB, ROOT, stdioBridges, supergateway, type Target } from './targets.ts';
-import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart, tokenThroughput } from './server-metrics.ts';
+import { cpuWindow, descendantPids, rssKiB } from './process-usage.ts';
+import { renderResults, type Row, type RunInfo } from './report.ts';
+import { directStdio, mcpFront, mcpProxy, ROOT, sdkServer, stdioBridges, supergateway, twoRouteInstances, type Target } from './targets.ts';
+import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart, TOKEN_PROVIDER, tokenThroughput } from './server-metrics.ts';
 
 // `npm run bench [-- --quick]`: every target and metric in one run on this machine, written to
-// bench/RESULTS.md (a table with ratios to the direct stdio floor) and bench/results.json.
+// bench/RESULTS.md (a table with ratios to the direct stdio floor, and the targets' ratios to
+// the references) and bench/results.json. `--check`: whether those were measured at HEAD.
 // Bounded loops only; nothing here is a test and nothing here asserts a threshold.
+
+const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+
+if (process.argv.includes('--check')) {
+  const measured = (JSON.parse(readFileSync(join(ROOT, 'bench/results.json'), 'utf8')) as { commit: string; date: string }).commit;
+  const head = git('rev-parse', '--short', 'HEAD');
+  const current = measured === head;
+  process.stdout.write(current ? `current: measured at ${measured}, which is HEAD\n` : `stale: measured at ${measured}, HEAD is ${head}\n`);
+  process.exit(current ? 0 : 1);
+}
 
 const quick = process.argv.includes('--quick');
 /** The commit measured; "+changes" when the working tree differs from it (a result nobody can reproduce from the log). */
-const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
 const commit = `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--untracked-files=no') ? '+changes' : ''}`;
-// --quick must finish in under two minutes on two cores: smaller samples, 25 open sessions.
-const N = quick ? { setup: 5, echo: 150, big: 30, seconds: 0.5, sessions: 25 } : { setup: 30, echo: 1000, big: 200, seconds: 3, sessions: 100 };
+// --quick: smaller samples, 25 open sessions, and too short a pause for memory to settle.
+// settleMs: V8's memory reducer shrinks an idle process's heap ~10 s after its last burst of
+// work (seen on this VM); RSS read before that includes garbage the next minute collects.
+const N = quick ? { setup: 5, echo: 150, big: 30, seconds: 0.5, sessions: 25, settleMs: 2000 } : { setup: 30, echo: 1000, big: 200, seconds: 3, sessions: 100, settleMs: 12_000 };
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 const round = (x: number) => Math.round(x * 100) / 100;
-
-interface Row {
-  target: string;
-  version: string;
-  setupP50: number;
-  setupP95: number;
-  echoP50: number;
-  echoP99: number;
-  bigP50: number;
-  bigP99: number;
-  throughput: Record<number, number>;
-  rssIdle?: number;
-  rss100?: number;
-  perSessionKiB?: number;
-}
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const echo = { name: 'echo', arguments: { text: 'hello' } };
 
 async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const start = performance.now();
@@ -54,16 +55,22 @@ async function measure(target: Target): Promise<Row> {
     setup.push(ms);
     await session.close();
   }
-  const { client, close } = await target.connect();
+  // Memory before the load below: its garbage, collected while sessions open, would hide their growth.
+  const memory = target.pids.length ? await sessionMemory(target) : {};
+  const session = await target.connect();
+  const { client } = session;
   for (let i = 0; i < 50; i++) await client.callTool({ name: 'echo', arguments: { text: 'warm' } });
-  const echo: number[] = [];
-  for (let i = 0; i < N.echo; i++) echo.push((await timed(() => client.callTool({ name: 'echo', arguments: { text: 'hello' } })))[0]);
+  const echoes: number[] = [];
+  for (let i = 0; i < N.echo; i++) echoes.push((await timed(() => client.callTool(echo)))[0]);
   const big: number[] = [];
   for (let i = 0; i < N.big; i++) big.push((await timed(() => client.callTool({ name: 'big', arguments: { kb: 100 } })))[0]);
-  // Throughput: C calls in flight on one session, for a fixed time.
+  // Throughput: C calls in flight on one session, for a fixed time; CPU counted over the C=8 window.
+  const children = () => (target.pids.length ? descendantPids(target.pids) : session.serverPid ? [session.serverPid] : []);
   const throughput: Record<number, number> = {};
+  const cpu: Pick<Row, 'gatewayCpuUs' | 'childrenCpuUs'> = {};
   for (const c of [1, 8, 32]) {
     let done = 0;
+    const [gateway, servers] = [cpuWindow(() => target.pids), cpuWindow(children)];
     const until = performance.now() + N.seconds * 1000;
     await Promise.all(
       Array.from({ length: c }, async () => {
@@ -74,44 +81,101 @@ async function measure(target: Target): Promise<Row> {
       }),
     );
     throughput[c] = Math.round(done / N.seconds);
+    if (c !== 8) continue;
+    const [gatewayUs, childrenUs] = [gateway.end(), servers.end()];
+    if (gatewayUs !== undefined) cpu.gatewayCpuUs = Math.round(gatewayUs / done);
+    if (childrenUs !== undefined) cpu.childrenCpuUs = Math.round(childrenUs / done);
   }
-  await close();
-  const row: Row = {
+  await session.close();
+  return {
     target: target.name,
     version: target.version,
+    role: target.role,
     setupP50: round(pct(setup, 50)),
     setupP95: round(pct(setup, 95)),
-    echoP50: round(pct(echo, 50)),
-    echoP99: round(pct(echo, 99)),
+    echoP50: round(pct(echoes, 50)),
+    echoP99: round(pct(echoes, 99)),
     bigP50: round(pct(big, 50)),
     bigP99: round(pct(big, 99)),
     throughput,
+    ...cpu,
+    ...memory,
   };
-  if (target.pid) {
-    await new Promise((r) => setTimeout(r, 500));
-    row.rssIdle = round(rssMiB(target.pid));
-    const open = [];
-    for (let i = 0; i < N.sessions; i++) open.push(await target.connect());
-    await new Promise((r) => setTimeout(r, 500));
-    row.rss100 = round(rssMiB(target.pid));
-    row.perSessionKiB = Math.round(((row.rss100 - row.rssIdle) * 1024) / N.sessions);
-    for (const s of open) await s.close();
+}
+
+/** RSS growth per open session: N sessions, each having made one call, measured after a pause for GC to settle, against the same before opening them. */
+async function sessionMemory(target: Target): Promise<Pick<Row, 'rssIdle' | 'rssOpen' | 'perSessionKiB' | 'childrenPerSessionKiB'>> {
+  await pause(N.settleMs);
+  const before = { gateway: rssKiB(target.pids), children: rssKiB(descendantPids(target.pids)) };
+  const open = [];
+  try {
+    for (let i = 0; i < N.sessions; i++) {
+      const session = await target.connect();
+      open.push(session);
+      await session.client.callTool(echo);
+    }
+    await pause(N.settleMs);
+    const after = { gateway: rssKiB(target.pids), children: rssKiB(descendantPids(target.pids)) };
+    return {
+      rssIdle: round(before.gateway / 1024),
+      rssOpen: round(after.gateway / 1024),
+      perSessionKiB: Math.round((after.gateway - before.gateway) / N.sessions),
+      childrenPerSessionKiB: Math.round((after.children - before.children) / N.sessions),
+    };
+  } finally {
+    for (const session of open) await session.close();
+    await pause(1000); // their servers exit before anything is timed
   }
-  return row;
 }
 
 const rows: Row[] = [];
-const front = await mcpFront();
-const targets: Target[] = [directStdio(), ...front.targets];
-try {
-  for (const make of [() => supergateway('streamableHttp'), () => supergateway('sse'), () => mcpProxy()]) targets.push(await make());
-  targets.push(...(await stdioBridges(front.baseUrl)));
+const run: RunInfo = { date: new Date().toISOString(), commit, machine: `${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`, quick, sessions: N.sessions, settleSeconds: N.settleMs / 1000, skipped: [], failed: [] };
+
+/** Measures each target in turn; one that fails is reported, and the others still measured. */
+async function measureAll(targets: readonly Target[]): Promise<void> {
   for (const target of targets) {
-    process.stderr.write(`measuring ${target.name}…\n`);
-    rows.push(await measure(target));
+    process.stderr.write(`measuring ${target.name}…`);
+    const started = performance.now();
+    try {
+      rows.push(await measure(target));
+      process.stderr.write(` ${Math.round((performance.now() - started) / 1000)} s\n`);
+    } catch (err) {
+      process.stderr.write(` failed: ${(err as Error).message}\n`);
+      run.failed.push({ target: target.name, error: (err as Error).message.split('\n')[0]! });
+    }
   }
+}
+
+/** Starts one target alone, measures it, stops it: no idle peer runs while another is measured. */
+async function measureAlone(start: () => Promise<Target>): Promise<void> {
+  const target = await start();
+  try {
+    await measureAll([target]);
+  } finally {
+    await target.stop();
+  }
+}
+
+const front = await mcpFront();
+try {
+  await measureAll([directStdio()]);
+  await measureAlone(sdkServer);
+  await measureAll(front.targets);
+  // The emulator or an instance failing to start costs these two rows, not the run.
+  const pairs = await twoRouteInstances().catch((err: Error) => ({ skip: `they did not start: ${err.message.split('\n')[0]}` }));
+  if ('skip' in pairs) {
+    process.stderr.write(`${pairs.skip}: the two-instance rows are left out\n`);
+    run.skipped.push(`the two-instance rows (${pairs.skip})`);
+  } else {
+    try {
+      await measureAll(pairs.targets);
+    } finally {
+      await pairs.stop();
+    }
+  }
+  for (const start of [() => supergateway('streamableHttp'), () => supergateway('sse'), () => mcpProxy('stream'), () => mcpProxy('sse')]) await measureAlone(start);
+  await measureAll(await stdioBridges(front.baseUrl));
 } finally {
-  for (const t of targets) await t.stop();
   await front.stop();
 }
 process.stderr.write('measuring the authorization server and store…\n');
@@ -119,52 +183,14 @@ const server = {
   serveColdStartMs: round(front.coldStartMs),
   routeColdStartMs: round(await routeServiceColdStart()),
   oauthColdStartMs: round(await oauthFunctionColdStart()),
+  tokenProvider: TOKEN_PROVIDER,
   tokenPerSecondSqlite: await tokenThroughput('sqlite', N.seconds),
   tokenPerSecondFirestore: quick ? undefined : await tokenThroughput('firestore', N.seconds),
   storeOpsPerToolCall: await countedCallsPerToolCall(),
 };
 
-const READING = [
-  '## Reading this table',
-  '',
-  '- Set-up of the stdio targets is dominated by starting the demo server itself (a Node process, ~250 ms here). mcp-front starts one per session, by design: sessions of different users never share a server. supergateway in SSE mode and mcp-proxy share one child among all their clients, which is why their set-up is ~10 ms; it is not the same isolation.',
-  '- supergateway (SSE) answers each POST with 202 and sends the result on the already-open stream, one HTTP response fewer per call; with one shared child it can edge ahead on p50. Among per-session gateways (mcp-front, supergateway Streamable HTTP) compare like with like.',
-  '- The http route adds a second HTTP hop (gateway → demo server over Streamable HTTP), so it sits above the stdio route by about one loopback round trip.',
-  '- RSS is the gateway process alone (children are separate processes); KiB/session is the RSS growth with the open sessions divided by their number.',
-  '- The CPU profile behind the numbers: bench/profile/TOP.md (`npm run bench:profile`). On this 2-core VM figures move ±30% between runs: compare within one run.',
-  '',
-];
-
-const floor = rows[0]!;
-const ratio = (x: number, base: number) => `${round(x)} (${round(x / base)}×)`;
-const lines = [
-  '# Benchmark results',
-  '',
-  `Run ${new Date().toISOString()} at commit ${commit} on ${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, loopback only. ${quick ? '`--quick` run (small samples).' : ''}`,
-  'Every target serves the bundled demo server; latencies in ms, client-side, one session, sequential; throughput is calls/s with C calls in flight on one session. Ratios are to the direct stdio floor.',
-  '',
-  `| target | version | setup p50 | setup p95 | echo p50 | echo p99 | 100 KB p50 | 100 KB p99 | C=1 | C=8 | C=32 | RSS idle MiB | RSS ${N.sessions} sessions MiB | KiB/session |`,
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...rows.map((r) =>
-    [r.target, r.version, ratio(r.setupP50, floor.setupP50), ratio(r.setupP95, floor.setupP95), ratio(r.echoP50, floor.echoP50), ratio(r.echoP99, floor.echoP99), ratio(r.bigP50, floor.bigP50), ratio(r.bigP99, floor.bigP99), r.throughput[1], r.throughput[8], r.throughput[32], r.rssIdle ?? '–', r.rss100 ?? '–', r.perSessionKiB ?? '–'].join(' | ').replace(/^/, '| ').concat(' |'),
-  ),
-  '',
-  'Added latency over the floor (echo): ' + rows.slice(1).map((r) => `${r.target}: p50 +${round(r.echoP50 - floor.echoP50)} ms, p99 +${round(r.echoP99 - floor.echoP99)} ms`).join('; ') + '.',
-  '',
-  '## Authorization server and store',
-  '',
-  '| metric | value |',
-  '| --- | --- |',
-  `| \`mcp-front serve\` process start to ready (both routes, store, keys) | ${server.serveColdStartMs} ms |`,
-  `| route service (services/route/main.ts) start to listening | ${server.routeColdStartMs} ms |`,
-  `| OAuth function (Functions Framework) start to first answered request | ${server.oauthColdStartMs} ms |`,
-  `| /token (refresh_token grant) on SQLite, 8 in flight | ${server.tokenPerSecondSqlite} req/s |`,
-  `| /token on the Firestore emulator, 8 in flight | ${server.tokenPerSecondFirestore ?? 'not measured in --quick'} ${server.tokenPerSecondFirestore ? 'req/s' : ''} |`,
-  `| store reads / writes per tools/call (hot path) | ${server.storeOpsPerToolCall.reads} / ${server.storeOpsPerToolCall.writes} |`,
-  '',
-  ...READING,
-];
+const lines = renderResults(rows, server, run);
 mkdirSync(join(ROOT, 'bench'), { recursive: true });
 writeFileSync(join(ROOT, 'bench/RESULTS.md'), lines.join('\n'));
-writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: new Date().toISOString(), commit, quick, rows, server }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: run.date, commit, quick, machine: run.machine, rows, failed: run.failed, skipped: run.skipped, server }, null, 2)}\n`);
 process.stdout.write(lines.join('\n'));

@@ -58,6 +58,9 @@ export async function routeServiceColdStart(): Promise<number> {
   return ms;
 }
 
+/** The identity provider the /token lineages signed in with: `dev` is never asked again at refresh (lib/oauth/recheck.ts). */
+export const TOKEN_PROVIDER = 'dev';
+
 /** Refresh-token grants per second with 8 lineages in flight. */
 export async function tokenThroughput(storage: 'sqlite' | 'firestore', seconds: number): Promise<number | undefined> {
   const emulator = storage === 'firestore' ? await startFirestoreEmulator() : undefined;
@@ -66,7 +69,7 @@ export async function tokenThroughput(storage: 'sqlite' | 'firestore', seconds: 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const config = parseConfig(
-    `oauth:\n  issuer: ${base}\n  provider: dev\n  rate_limits: { token: 1000000, authorize: 100000 }\n  storage: ${storage}\n  gcp_project: demo-mcp-front\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-token-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
+    `oauth:\n  issuer: ${base}\n  provider: ${TOKEN_PROVIDER}\n  rate_limits: { token: 1000000, authorize: 100000 }\n  storage: ${storage}\n  gcp_project: demo-mcp-front\n  data_dir: ${mkdtempSync(join(tmpdir(), 'mcp-front-token-'))}\nroutes:\n  - { path: /demo, type: stdio, command: [node, examples/demo-server/server.ts] }\nserver:\n  port: ${port}\n`,
     {},
   );
   const stack = await startStack(config, { log: silentLogger });

@@ -7,21 +7,36 @@ import { freePort } from '../cli/dev-backend.ts';
 import { Client, SSEClientTransport, StdioClientTransport, StreamableHTTPClientTransport } from '../lib/mcp/sdk.ts';
 import type { Transport } from '../lib/mcp/sdk.ts';
 import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
+import { startFirestoreEmulator } from '../test/support/firestore-emulator.ts';
+import { startBalancer, startRouteInstance, type BalancerPolicy, type RouteInstance } from '../test/support/route-instances.ts';
 
 // What the benchmark measures: the bundled demo server reached directly over stdio (the
-// floor), through mcp-front's two route kinds (with real OAuth tokens), and through the
-// gateways people would otherwise pick. Every gateway is its own process, as in production.
+// floor) and served by the MCP SDK's own HTTP transport (no gateway), through mcp-front's two
+// route kinds (with real OAuth tokens) on one process and on two instances relaying to a
+// session's owner, and through the gateways people would otherwise pick. Every gateway is its
+// own process, as in production.
 
 export const ROOT = resolve(import.meta.dirname, '..');
 const DEMO = ['node', 'examples/demo-server/server.ts'];
 
+export interface Connection {
+  readonly client: InstanceType<typeof Client>;
+  /** The server process the client itself started (the direct floor only). */
+  readonly serverPid?: number;
+  close(): Promise<void>;
+}
+
+/** What a target is to the others: the references ratios are taken to, mcp-front itself, the peers it is compared with, the client-side bridges. */
+export type TargetRole = 'floor' | 'sdk-server' | 'mcp-front' | 'peer' | 'bridge';
+
 export interface Target {
   readonly name: string;
   readonly version: string;
-  /** The gateway process (RSS is read from it); undefined for the direct floor. */
-  readonly pid?: number;
+  readonly role: TargetRole;
+  /** The gateway processes (CPU and RSS are read from them, summed; their descendants are its children); none for the floor and the client-side bridges. */
+  readonly pids: readonly number[];
   /** A fresh connected client: connect + initialize. */
-  connect(): Promise<{ client: InstanceType<typeof Client>; close(): Promise<void> }>;
+  connect(): Promise<Connection>;
   stop(): Promise<void>;
 }
 
@@ -66,7 +81,7 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function connectWith(make: () => Transport): Promise<{ client: InstanceType<typeof Client>; close(): Promise<void> }> {
+async function connectWith(make: () => Transport): Promise<Connection> {
   const client = new Client({ name: 'bench', version: '1.0.0' });
   const transport = make();
   await client.connect(transport);
@@ -82,9 +97,36 @@ async function connectWith(make: () => Transport): Promise<{ client: InstanceTyp
 export function directStdio(): Target {
   return {
     name: 'direct stdio (floor)',
+    role: 'floor',
     version: `@modelcontextprotocol/sdk ${version('@modelcontextprotocol/sdk')}`,
-    connect: () => connectWith(() => new StdioClientTransport({ command: process.execPath, args: DEMO.slice(1), cwd: ROOT })),
+    pids: [],
+    connect: async () => {
+      const transport = new StdioClientTransport({ command: process.execPath, args: DEMO.slice(1), cwd: ROOT });
+      const connection = await connectWith(() => transport);
+      return { ...connection, serverPid: transport.pid ?? undefined };
+    },
     stop: async () => undefined,
+  };
+}
+
+/**
+ * The MCP SDK's own Streamable HTTP server, no gateway: the demo server's `--http` form
+ * (McpServer on the SDK's web-standard transport, one per session, lib/mcp/sdk-sessions.ts),
+ * its tools in the same process, stateful sessions, no auth.
+ */
+export async function sdkServer(): Promise<Target> {
+  const port = await freePort();
+  const child = startProcess([process.execPath, ...DEMO.slice(1), '--http'], { PORT: String(port) });
+  child.stdout!.resume();
+  child.stderr!.resume();
+  await waitForPort(port);
+  return {
+    name: 'MCP SDK Streamable HTTP server (no gateway)',
+    role: 'sdk-server',
+    version: `@modelcontextprotocol/sdk ${version('@modelcontextprotocol/sdk')}`,
+    pids: [child.pid!],
+    connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`))),
+    stop: () => stopProcess(child),
   };
 }
 
@@ -114,8 +156,9 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
       const headers = { authorization: `Bearer ${tokens.access_token}` };
       return {
         name: `mcp-front ${path} (${path === '/demo' ? 'stdio' : 'http'} route)`,
+        role: 'mcp-front',
         version: `mcp-front (node ${own})`,
-        pid: child.pid,
+        pids: [child.pid!],
         connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`${baseUrl}${path}/mcp`), { requestInit: { headers } })),
         stop: async () => undefined,
       };
@@ -139,13 +182,17 @@ export async function stdioBridges(baseUrl: string): Promise<Target[]> {
   return [
     {
       name: 'mcp-front connect → /demo',
+      role: 'bridge',
       version: `mcp-front (node ${version('node')})`,
+      pids: [],
       connect: () => connectWith(stdio(['cli/mcp-front.ts', 'connect', route], { MCP_FRONT_CONNECT_DIR: dir, MCP_FRONT_BROWSER: 'none' })),
       stop: async () => undefined,
     },
     {
       name: 'mcp-remote → /demo',
+      role: 'bridge',
       version: `mcp-remote ${version('mcp-remote')}`,
+      pids: [],
       connect: () => connectWith(stdio(['node_modules/mcp-remote/dist/proxy.js', route, '--allow-http', '--transport', 'http-only', '--header', `Authorization: Bearer ${tokens.access_token}`], { MCP_REMOTE_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'mcp-remote-')) })),
       stop: async () => undefined,
     },
@@ -163,30 +210,80 @@ export async function supergateway(transport: 'streamableHttp' | 'sse'): Promise
   const url = `http://127.0.0.1:${port}${transport === 'sse' ? '/sse' : '/mcp'}`;
   return {
     name: `supergateway (stdio→${transport === 'sse' ? 'SSE' : 'Streamable HTTP'})`,
+    role: 'peer',
     version: `supergateway ${version('supergateway')}`,
-    pid: child.pid,
+    pids: [child.pid!],
     connect: () => connectWith(() => (transport === 'sse' ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url)))),
     stop: () => stopProcess(child),
   };
 }
 
-export async function mcpProxy(): Promise<Target> {
+/** mcp-proxy serving one of its two endpoints (it serves both unless told): Streamable HTTP at /mcp, or SSE at /sse. */
+export async function mcpProxy(server: 'stream' | 'sse'): Promise<Target> {
   const port = await freePort();
-  const child = startProcess([process.execPath, 'node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs', '--port', String(port), '--host', '127.0.0.1', '--', ...DEMO]);
+  const child = startProcess([process.execPath, 'node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs', '--port', String(port), '--host', '127.0.0.1', '--server', server, '--', ...DEMO]);
   child.stdout!.resume();
   child.stderr!.resume();
   await waitForPort(port);
   return {
-    name: 'mcp-proxy (stdio→Streamable HTTP)',
+    name: `mcp-proxy (stdio→${server === 'sse' ? 'SSE' : 'Streamable HTTP'})`,
+    role: 'peer',
     version: `mcp-proxy ${version('mcp-proxy')}`,
-    pid: child.pid,
-    connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`))),
+    pids: [child.pid!],
+    connect: () => connectWith(() => (server === 'sse' ? new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`)) : new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)))),
     stop: () => stopProcess(child),
   };
 }
 
-/** Resident memory of one process, in MiB (children are separate processes and not included). */
-export function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+const TWO_INSTANCE_POLICIES: ReadonlyArray<[BalancerPolicy, string]> = [
+  ['round-robin', 'mcp-front /demo, 2 instances (alternating balancer)'],
+  ['avoid-initializer', 'mcp-front /demo, 2 instances, every call relayed'],
+];
+
+/**
+ * Two instances of the /demo stdio route (services/route/main.ts, the Cloud Run entrypoint) on
+ * the Firestore emulator, behind the tests' loopback balancer (which is also their issuer), one
+ * pair per balancer policy: alternating (every other request lands on the instance that does
+ * not run the session, and is relayed to its owner) and avoid-initializer (every one is). Each
+ * pair has its own emulator project. Stops everything it started when it can't finish.
+ */
+export async function twoRouteInstances(): Promise<{ targets: Target[]; stop(): Promise<void> } | { skip: string }> {
+  const emulator = await startFirestoreEmulator();
+  if ('skip' in emulator) return emulator;
+  const started: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const end of started.reverse()) await end();
+    await emulator.stop();
+  };
+  let ready = false;
+  try {
+    const targets: Target[] = [];
+    for (const [policy, name] of TWO_INSTANCE_POLICIES) {
+      const instances: RouteInstance[] = [];
+      const balancer = await startBalancer('/demo', () => instances.map((i) => i.url), { policy });
+      started.push(() => balancer.close());
+      // The lease of the two-instances test is 3 s, to see takeovers quickly; here none should
+      // happen, so the default 30 s: a loaded emulator never lets a live owner's lease lapse.
+      const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: demo-mcp-front-bench-${policy}\nroutes:\n  - path: /demo\n    type: stdio\n    command: [${DEMO.join(', ')}]\n    timeout: 5m\n    max_sessions_per_user: 1000\n    max_sessions_per_instance: 1000\nserver:\n  host: 127.0.0.1\n  session_lease: 30s\n`;
+      const env = { FIRESTORE_EMULATOR_HOST: emulator.host, METADATA_SERVER_DETECTION: 'none' };
+      for (let i = 0; i < 2; i++) {
+        const instance = await startRouteInstance({ yaml, route: '/demo', env });
+        started.push(() => instance.stop());
+        instances.push(instance);
+      }
+      const headers = { authorization: `Bearer ${await balancer.token('dev:bench@example.com')}` };
+      targets.push({
+        name,
+        role: 'mcp-front',
+        version: `mcp-front (node ${version('node')})`,
+        pids: instances.map((i) => i.pid()),
+        connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(balancer.url), { requestInit: { headers } })),
+        stop: async () => undefined,
+      });
+    }
+    ready = true;
+    return { targets, stop };
+  } finally {
+    if (!ready) await stop();
+  }
 }

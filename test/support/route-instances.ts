@@ -16,6 +16,9 @@ import { exitOf } from './stack-process.ts';
 // Run entrypoint) on its own port, all on one store and one issuer. The balancer is also the
 // issuer: it serves the JWKS the instances verify tokens against. Like Google's balancer, it
 // sends nothing to an instance that is down (a refused connection goes to the next one).
+// Round-robin by default; `avoid-initializer` sends a session's every request after
+// initialize to an instance other than the one that initialized it (its owner), so every
+// call is relayed (the benchmark's worst case).
 
 const MAIN = join(import.meta.dirname, '../../services/route/main.ts');
 
@@ -42,24 +45,33 @@ export interface Balancer {
   close(): Promise<void>;
 }
 
-export async function startBalancer(routePath: string, targets: () => readonly string[]): Promise<Balancer> {
+export type BalancerPolicy = 'round-robin' | 'avoid-initializer';
+
+export async function startBalancer(routePath: string, targets: () => readonly string[], options: { policy?: BalancerPolicy } = {}): Promise<Balancer> {
+  const policy = options.policy ?? 'round-robin';
   const keyStore = await openSqliteStore({ file: ':memory:', clock: systemClock });
   const keys: KeySet = await loadKeySet(keyStore, systemClock);
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const sent: number[] = [];
   let next = 0;
+  /** Which instance answered each session's initialize (avoid-initializer only). */
+  const initializedBy = new Map<string, number>();
   const running: RunningServer = await serveHandler(
     async (req) => {
       const url = new URL(req.url);
       if (url.pathname === '/jwks.json') return Response.json({ keys: keys.published });
       const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await req.arrayBuffer();
       const all = targets();
+      const session = req.headers.get('mcp-session-id');
+      const initializer = policy === 'avoid-initializer' && session ? initializedBy.get(session) : undefined;
       for (let tries = 0; tries < all.length; tries++) {
-        const index = next++ % all.length;
+        const index = initializer === undefined ? next++ % all.length : (initializer + 1 + tries) % all.length;
         try {
           const res = await fetch(`${all[index]}${url.pathname}${url.search}`, { method: req.method, headers: req.headers, body, signal: req.signal, redirect: 'manual' });
           sent.push(index);
+          const started = res.headers.get('mcp-session-id');
+          if (policy === 'avoid-initializer' && !session && started) initializedBy.set(started, index);
           const headers = new Headers(res.headers);
           for (const hop of ['connection', 'keep-alive', 'transfer-encoding', 'content-length']) headers.delete(hop);
           return new Response(res.body, { status: res.status, headers });

@@ -1,0 +1,121 @@
+import type { TargetRole } from './targets.ts';
+
+// bench/RESULTS.md from one run's figures: the table of every target, the targets the
+// performance work aims at (ratios to the references, computed from the same run), the
+// authorization server and store, and how to read it all.
+
+export interface Row {
+  target: string;
+  version: string;
+  role: TargetRole;
+  setupP50: number;
+  setupP95: number;
+  echoP50: number;
+  echoP99: number;
+  bigP50: number;
+  bigP99: number;
+  /** Calls/s with C calls in flight, by C. */
+  throughput: Record<number, number>;
+  /** µs of CPU of the gateway processes per echo call, over the C=8 window. */
+  gatewayCpuUs?: number;
+  /** µs of CPU of their descendants (the floor: its own server) per echo call, same window. */
+  childrenCpuUs?: number;
+  rssIdle?: number;
+  rssOpen?: number;
+  perSessionKiB?: number;
+  /** The same RSS growth per session, of the gateway's descendants (one server per session, or a shared one). */
+  childrenPerSessionKiB?: number;
+}
+
+export interface ServerFigures {
+  serveColdStartMs: number;
+  routeColdStartMs: number;
+  oauthColdStartMs: number;
+  tokenProvider: string;
+  tokenPerSecondSqlite?: number;
+  tokenPerSecondFirestore?: number;
+  storeOpsPerToolCall: { reads: number; writes: number };
+}
+
+export interface RunInfo {
+  date: string;
+  commit: string;
+  machine: string;
+  quick: boolean;
+  sessions: number;
+  /** The pause before each RSS reading. */
+  settleSeconds: number;
+  /** Why the two-instance rows are absent, when they are. */
+  skipped: string[];
+  failed: Array<{ target: string; error: string }>;
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+const dash = (x: number | undefined) => (x === undefined ? '–' : String(x));
+const times = (x: number | undefined, base: number | undefined) => (x === undefined || !base ? '–' : `${round(x / base)}×`);
+const tableRow = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
+
+const READING = (sessions: number, settleSeconds: number, floor: Row | undefined) => [
+  '## Reading this table',
+  '',
+  `- Set-up of the stdio targets is dominated by starting the demo server itself (a Node process${floor ? `, ${Math.round(floor.setupP50)} ms here` : ''}). mcp-front starts one per session, by design: sessions of different users never share a server. supergateway in SSE mode and mcp-proxy share one child among all their clients, which is why their set-up is tens of ms at most; it is not the same isolation.`,
+  '- supergateway (SSE) answers each POST with 202 and sends the result on the already-open stream, one HTTP response fewer per call; with one shared child it can edge ahead on p50. Among per-session gateways (mcp-front, supergateway Streamable HTTP) compare like with like.',
+  '- The http route adds a second HTTP hop (gateway → demo server over Streamable HTTP), so it sits above the stdio route by about one loopback round trip.',
+  "- The MCP SDK Streamable HTTP server is the demo server's own `--http` form (lib/mcp/sdk-sessions.ts: the SDK's transport, one per session; the tools in the same process; no auth), its own process: serving the same tools with no gateway at all, the reference for the gateways' CPU and p50.",
+  "- The 2-instance rows are two route instances (services/route/main.ts) of /demo on the Firestore emulator behind the tests' balancer (a loopback proxy inside the benchmark process: one hop more than the single-instance rows); \"alternating\" relays every other call to the session's owner (so its p50 falls on the edge between relayed and direct calls), \"every call relayed\" all of them, and a relayed call costs 4 store reads and 4 writes (record and lease, the call frame, the answer frame, each deleted once read) where a call on the owner costs none (counted in test/route/relay-cost.test.ts); CPU and RSS are both instances summed.",
+  '- Gateway CPU/call is the user + system CPU of the gateway processes (utime + stime in /proc/<pid>/stat) over the C=8 throughput window divided by the calls made in it; children CPU/call is the same for their descendants (the servers they started: for the http route its backend; for the direct floor the server the client started). Clock ticks are 10 ms: `--quick` windows are short and their CPU figures coarse.',
+  `- RSS is the gateway processes alone (children are separate processes). KiB/session: RSS with ${sessions} sessions open, each having made one call, after a pause for GC to settle (${settleSeconds} s: V8's memory reducer shrinks an idle heap after ~10 s), minus RSS before opening them after the same pause, divided by ${sessions}; measured before the latency and throughput load, whose garbage would hide the growth; server KiB/session is the same growth of their descendants (a whole stdio server per session for mcp-front and supergateway Streamable HTTP, one shared one for the others).`,
+  '- The CPU profile behind the numbers: bench/profile/TOP.md (`npm run bench:profile`). On this 2-core VM figures move ±30% between runs, more when other work shares it: compare within one run.',
+  '',
+];
+
+export function renderResults(rows: readonly Row[], server: ServerFigures, run: RunInfo): string[] {
+  const floor = rows.find((r) => r.role === 'floor');
+  const sdk = rows.find((r) => r.role === 'sdk-server');
+  const ratio = (x: number, base: number | undefined) => (base ? `${round(x)} (${round(x / base)}×)` : String(round(x)));
+  const peers = rows.filter((r) => r.role === 'peer');
+  const best = (c: number) => peers.reduce<Row | undefined>((top, r) => (!top || r.throughput[c]! > top.throughput[c]! ? r : top), undefined);
+  const [best8, best32] = [best(8), best(32)];
+  return [
+    '# Benchmark results',
+    '',
+    `Measured ${run.date} at commit ${run.commit} on ${run.machine}, loopback only. ${run.quick ? '`--quick` run (small samples).' : ''}`,
+    run.commit.endsWith('+changes')
+      ? `Measured with uncommitted changes on top of ${run.commit.replace('+changes', '')}: no commit reproduces these figures exactly; \`npm run bench\` at yours measures again.`
+      : `If HEAD is not ${run.commit} these figures are stale: \`node bench/run.ts --check\` says so, \`npm run bench\` measures again.`,
+    '',
+    'Every target serves the bundled demo server; latencies in ms, client-side, one session, sequential; throughput is calls/s with C calls in flight on one session. Ratios are to the direct stdio floor.',
+    '',
+    tableRow(['target', 'version', 'setup p50', 'setup p95', 'echo p50', 'echo p99', '100 KB p50', '100 KB p99', 'C=1', 'C=8', 'C=32', 'gateway CPU µs/call', 'children CPU µs/call', 'RSS idle MiB', `RSS ${run.sessions} sessions MiB`, 'KiB/session']),
+    tableRow(Array(16).fill('---')),
+    ...rows.map((r) =>
+      tableRow([r.target, r.version, ratio(r.setupP50, floor?.setupP50), ratio(r.setupP95, floor?.setupP95), ratio(r.echoP50, floor?.echoP50), ratio(r.echoP99, floor?.echoP99), ratio(r.bigP50, floor?.bigP50), ratio(r.bigP99, floor?.bigP99), r.throughput[1]!, r.throughput[8]!, r.throughput[32]!, dash(r.gatewayCpuUs), dash(r.childrenCpuUs), dash(r.rssIdle), dash(r.rssOpen), dash(r.perSessionKiB)]),
+    ),
+    '',
+    ...run.skipped.map((reason) => `Not measured: ${reason}.`),
+    ...run.failed.map((f) => `Not measured: ${f.target} failed: ${f.error}`),
+    ...(floor ? ['Added latency over the floor (echo): ' + rows.filter((r) => r !== floor).map((r) => `${r.target}: p50 +${round(r.echoP50 - floor.echoP50)} ms, p99 +${round(r.echoP99 - floor.echoP99)} ms`).join('; ') + '.', ''] : []),
+    '## Targets',
+    '',
+    `Ratios from this run: CPU and echo p50 to the MCP SDK server's (${dash(sdk?.gatewayCpuUs)} µs/call, ${dash(sdk?.echoP50)} ms); calls/s to the best peer's at that concurrency (C=8: ${best8 ? `${best8.target}, ${best8.throughput[8]}` : '–'}; C=32: ${best32 ? `${best32.target}, ${best32.throughput[32]}` : '–'}); children CPU to the direct floor's server (${dash(floor?.childrenCpuUs)} µs/call); set-up to the floor's (${dash(floor?.setupP50)} ms, spawning the demo server).`,
+    '',
+    tableRow(['target', 'gateway CPU/call ÷ SDK server\'s', 'C=8 ÷ best peer\'s', 'C=32 ÷ best peer\'s', 'echo p50 ÷ SDK server\'s', 'children CPU/call ÷ floor\'s', 'setup p50 − floor\'s (ms)', 'KiB/session', 'server KiB/session']),
+    tableRow(Array(9).fill('---')),
+    ...rows.map((r) =>
+      tableRow([r.target, times(r.gatewayCpuUs, sdk?.gatewayCpuUs), times(r.throughput[8], best8?.throughput[8]), times(r.throughput[32], best32?.throughput[32]), times(r.echoP50, sdk?.echoP50), times(r.childrenCpuUs, floor?.childrenCpuUs), floor ? `${round(r.setupP50 - floor.setupP50)}` : '–', dash(r.perSessionKiB), dash(r.childrenPerSessionKiB)]),
+    ),
+    '',
+    '## Authorization server and store',
+    '',
+    '| metric | value |',
+    '| --- | --- |',
+    `| \`mcp-front serve\` process start to ready (both routes, store, keys) | ${server.serveColdStartMs} ms |`,
+    `| route service (services/route/main.ts) start to listening | ${server.routeColdStartMs} ms |`,
+    `| OAuth function (Functions Framework) start to first answered request | ${server.oauthColdStartMs} ms |`,
+    `| /token (refresh_token grant) on SQLite, 8 in flight, users signed in with the \`${server.tokenProvider}\` provider (never re-checked upstream at refresh) | ${server.tokenPerSecondSqlite ?? '–'} req/s |`,
+    `| /token on the Firestore emulator, same grants and provider, 8 in flight | ${server.tokenPerSecondFirestore === undefined ? (run.quick ? 'not measured in --quick' : 'no emulator') : `${server.tokenPerSecondFirestore} req/s`} |`,
+    `| store reads / writes per tools/call (hot path, one instance) | ${server.storeOpsPerToolCall.reads} / ${server.storeOpsPerToolCall.writes} |`,
+    '',
+    ...READING(run.sessions, run.settleSeconds, floor),
+  ];
+}
