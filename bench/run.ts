@@ -106,6 +106,7 @@ async function measure(target: Target): Promise<Row> {
 /** RSS growth per open session: N sessions, each having made one call, measured after a pause for GC to settle, against the same before opening them. */
 async function sessionMemory(target: Target): Promise<Pick<Row, 'rssIdle' | 'rssOpen' | 'perSessionKiB' | 'childrenPerSessionKiB'>> {
   await pause(N.settleMs);
+  await target.collectGarbage?.();
   const before = { gateway: rssKiB(target.pids), children: rssKiB(descendantPids(target.pids)) };
   const open = [];
   try {
@@ -115,6 +116,7 @@ async function sessionMemory(target: Target): Promise<Pick<Row, 'rssIdle' | 'rss
       await session.client.callTool(echo);
     }
     await pause(N.settleMs);
+    await target.collectGarbage?.();
     const after = { gateway: rssKiB(target.pids), children: rssKiB(descendantPids(target.pids)) };
     return {
       rssIdle: round(before.gateway / 1024),

@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { freePort } from '../cli/dev-backend.ts';
 import { Client, SSEClientTransport, StdioClientTransport, StreamableHTTPClientTransport } from '../lib/mcp/sdk.ts';
 import type { Transport } from '../lib/mcp/sdk.ts';
+import { collectGarbage, inspectorUrl } from '../test/support/heap.ts';
 import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
 import { startFirestoreEmulator } from '../test/support/firestore-emulator.ts';
 import { startBalancer, startRouteInstance, type BalancerPolicy, type RouteInstance } from '../test/support/route-instances.ts';
@@ -37,6 +38,8 @@ export interface Target {
   readonly pids: readonly number[];
   /** A fresh connected client: connect + initialize. */
   connect(): Promise<Connection>;
+  /** A full GC in the gateway process, where it can be asked for one (its inspector): memory is then read without garbage in it. */
+  collectGarbage?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -138,10 +141,12 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
   const config = join(dir, 'config.yaml');
   writeFileSync(config, yaml.replaceAll('timeout: 5m', 'timeout: 5m\n    max_sessions_per_user: 1000\n    max_sessions_per_instance: 1000'));
   const started = performance.now();
-  const child = startProcess([process.execPath, 'cli/mcp-front.ts', 'serve', '--config', config], { MCP_FRONT_PORT: String(port), MCP_FRONT_DATA_DIR: dir });
+  // The inspector on a free loopback port, only to ask for a full GC before reading memory.
+  const child = startProcess([process.execPath, '--inspect=127.0.0.1:0', 'cli/mcp-front.ts', 'serve', '--config', config], { MCP_FRONT_PORT: String(port), MCP_FRONT_DATA_DIR: dir });
   let out = '';
+  let err = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.resume();
+  child.stderr!.on('data', (c: Buffer) => (err.length < 4096 ? (err += c.toString()) : undefined));
   while (!out.includes('mcp-front is up')) {
     if (child.exitCode !== null) throw new Error(`serve exited: ${out}`);
     await new Promise((r) => setTimeout(r, 10));
@@ -160,6 +165,10 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
         version: `mcp-front (node ${own})`,
         pids: [child.pid!],
         connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`${baseUrl}${path}/mcp`), { requestInit: { headers } })),
+        collectGarbage: async () => {
+          const url = inspectorUrl(err);
+          if (url) await collectGarbage(url);
+        },
         stop: async () => undefined,
       };
     }),
@@ -250,7 +259,7 @@ const TWO_INSTANCE_POLICIES: ReadonlyArray<[BalancerPolicy, string]> = [
 export async function twoRouteInstances(): Promise<{ targets: Target[]; stop(): Promise<void> } | { skip: string }> {
   const emulator = await startFirestoreEmulator();
   if ('skip' in emulator) return emulator;
-  const started: Array<() => Promise<void>> = [];
+  const started: Array<() => Promise<unknown>> = [];
   const stop = async () => {
     for (const end of started.reverse()) await end();
     await emulator.stop();

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { parseDuration } from '../../lib/config/duration.ts';
 import { Client, SSEClientTransport, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { authorizeWithDevLogin } from '../support/oauth-client.ts';
+import { collectGarbage, inspectorUrl } from '../support/heap.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { startStackProcess, type StackProcess } from '../support/stack-process.ts';
 
@@ -128,7 +129,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? (() => undefined);
   // The inspector on a free loopback port, only to ask for a full GC before measuring at rest.
   const stack: StackProcess = await startStackProcess({ yaml: YAML(options.idleTimeout), nodeArgs: ['--inspect=127.0.0.1:0'] });
-  const inspector = /Debugger listening on (ws:\/\/\S+)/.exec(stack.output())?.[1];
+  const inspector = inspectorUrl(stack.output());
   const base = stack.baseUrl;
   const tokens: Record<string, string> = {};
   for (const path of ['/demo', '/demo-http']) {
@@ -303,20 +304,6 @@ async function dropClientConnections(): Promise<void> {
   if (!current) return;
   slot[key] = new current.constructor() as typeof current;
   await current.close();
-}
-
-/** A full GC in the server through the inspector protocol, so RSS at rest is not garbage awaiting collection. */
-async function collectGarbage(url: string): Promise<void> {
-  const ws = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
-    ws.onmessage = (event) => {
-      if (JSON.parse(String(event.data)).id === 1) resolve();
-    };
-    ws.onerror = () => reject(new Error('inspector connection failed'));
-  });
-  ws.close();
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
 }
 
 function parseIdle(value: string): number {
