@@ -17,8 +17,11 @@ const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encodi
 if (process.argv.includes('--check')) {
   const measured = (JSON.parse(readFileSync(join(ROOT, 'bench/results.json'), 'utf8')) as { commit: string; date: string }).commit;
   const head = git('rev-parse', '--short', 'HEAD');
-  const current = measured === head;
-  process.stdout.write(current ? `current: measured at ${measured}, which is HEAD\n` : `stale: measured at ${measured}, HEAD is ${head}\n`);
+  // The commit that records a run follows the one measured: what changed since, besides results, makes it stale.
+  const RESULTS = new Set(['bench/RESULTS.md', 'bench/results.json', 'bench/profile/TOP.md', 'bench/profile/stdio-route.cpuprofile', 'test/reliability/RESULTS.md', 'test/reliability/soak.json', 'test/reliability/soak.png']);
+  const changed = measured.endsWith('+changes') ? ['(uncommitted changes)'] : git('diff', '--name-only', measured, 'HEAD').split('\n').filter((f) => f && !RESULTS.has(f));
+  const current = changed.length === 0;
+  process.stdout.write(current ? `current: measured at ${measured}; nothing but results changed up to HEAD (${head})\n` : `stale: measured at ${measured}, HEAD is ${head}, ${changed.length} files changed since (${changed.slice(0, 3).join(', ')}${changed.length > 3 ? ', …' : ''})\n`);
   process.exit(current ? 0 : 1);
 }
 

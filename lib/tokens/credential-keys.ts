@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { RouteConfig } from '../config/config.ts';
+import { ConfigError } from '../config/load.ts';
 import type { Store } from '../store/store.ts';
 
 // The keys of users' own credentials (routes[].user_credential), 32 random bytes each:
@@ -47,16 +48,16 @@ export function generateCredentialKey(): string {
 export function parseCredentialKey(text: string, variable: string): Uint8Array {
   const trimmed = text.trim();
   const key = /^[A-Za-z0-9_-]{43}$/.test(trimmed) ? Buffer.from(trimmed, 'base64url') : undefined;
-  if (key?.length !== 32) throw new Error(`${variable} must be 32 bytes, base64url (mcp-front deploy creates it)`);
+  if (key?.length !== 32) throw new ConfigError(`${variable} must be 32 bytes, base64url (mcp-front deploy creates it)`);
   return new Uint8Array(key);
 }
 
 /** A secret's value: one key, or up to MAX_CREDENTIAL_KEYS comma-separated, newest first. */
 export function parseCredentialKeys(text: string, variable: string): CredentialKeySet {
   const parts = text.split(',');
-  if (parts.length > MAX_CREDENTIAL_KEYS) throw new Error(`${variable} holds ${parts.length} keys, at most ${MAX_CREDENTIAL_KEYS}: drop the old ones once nothing needs them (mcp-front keygen --credential-key --drop-old)`);
+  if (parts.length > MAX_CREDENTIAL_KEYS) throw new ConfigError(`${variable} holds ${parts.length} keys, at most ${MAX_CREDENTIAL_KEYS}: drop the old ones once nothing needs them (mcp-front keygen --credential-key --drop-old)`);
   const keys = parts.map((part) => parseCredentialKey(part, variable));
-  if (new Set(parts.map((p) => p.trim())).size !== parts.length) throw new Error(`${variable} holds the same key twice`);
+  if (new Set(parts.map((p) => p.trim())).size !== parts.length) throw new ConfigError(`${variable} holds the same key twice`);
   return keys;
 }
 
@@ -88,7 +89,7 @@ export const credentialKeyRotation = {
 type Env = Readonly<Record<string, string | undefined>>;
 
 async function storedKey(store: Store | undefined, clock: Clock, doc: string, variable: string): Promise<CredentialKeySet> {
-  if (!store) throw new Error(`${variable} is not set`);
+  if (!store) throw new ConfigError(`${variable} is not set`);
   let stored = await store.get<{ key: string }>('keys', doc);
   if (!stored) {
     // Instances starting together race here: the first create wins and the others read it back.
