@@ -9,7 +9,7 @@ import type { Transport } from '../lib/mcp/sdk.ts';
 import { collectGarbage, inspectorUrl } from '../test/support/heap.ts';
 import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
 import { startFirestoreEmulator } from '../test/support/firestore-emulator.ts';
-import { startBalancer, startRouteInstance, type BalancerPolicy, type RouteInstance } from '../test/support/route-instances.ts';
+import { startInstancePair, type BalancerPolicy } from '../test/support/route-instances.ts';
 
 // What the benchmark measures: the bundled demo server reached directly over stdio (the
 // floor) and served by the MCP SDK's own HTTP transport (no gateway), through mcp-front's two
@@ -268,18 +268,13 @@ export async function twoRouteInstances(): Promise<{ targets: Target[]; stop(): 
   try {
     const targets: Target[] = [];
     for (const [policy, name] of TWO_INSTANCE_POLICIES) {
-      const instances: RouteInstance[] = [];
-      const balancer = await startBalancer('/demo', () => instances.map((i) => i.url), { policy });
-      started.push(() => balancer.close());
       // The lease of the two-instances test is 3 s, to see takeovers quickly; here none should
       // happen, so the default 30 s: a loaded emulator never lets a live owner's lease lapse.
-      const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: demo-mcp-front-bench-${policy}\nroutes:\n  - path: /demo\n    type: stdio\n    command: [${DEMO.join(', ')}]\n    timeout: 5m\n    max_sessions_per_user: 1000\n    max_sessions_per_instance: 1000\nserver:\n  host: 127.0.0.1\n  session_lease: 30s\n`;
-      const env = { FIRESTORE_EMULATOR_HOST: emulator.host, METADATA_SERVER_DETECTION: 'none' };
-      for (let i = 0; i < 2; i++) {
-        const instance = await startRouteInstance({ yaml, route: '/demo', env });
-        started.push(() => instance.stop());
-        instances.push(instance);
-      }
+      const route = `    type: stdio\n    command: [${DEMO.join(', ')}]\n    timeout: 5m\n    max_sessions_per_user: 1000\n    max_sessions_per_instance: 1000`;
+      const pair = await startInstancePair({ emulatorHost: emulator.host, path: '/demo', route, lease: '30s', project: `demo-mcp-front-bench-${policy}`, policy });
+      started.push(() => pair.stop());
+      const { balancer } = pair;
+      const instances = [pair.a, pair.b];
       const headers = { authorization: `Bearer ${await balancer.token('dev:bench@example.com')}` };
       targets.push({
         name,

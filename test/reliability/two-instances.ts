@@ -7,7 +7,7 @@ import type { Collection } from '../../lib/store/store.ts';
 import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { alive } from '../support/route-harness.ts';
-import { startBalancer, startRouteInstance, type RouteInstance } from '../support/route-instances.ts';
+import { startInstancePair, type InstancePair, type RouteInstance } from '../support/route-instances.ts';
 import { echoCalls, quantile, vanishMidCall } from './soak.ts';
 
 // The soak's two-instance phase: two route instances (services/route/main.ts, the Cloud Run
@@ -41,12 +41,12 @@ export async function runTwoInstanceSoak(options: { durationMs: number; workers:
   const emulator = await startFirestoreEmulator();
   const empty = { totals: { sessions: 0, vanished: 0, calls: 0, errors: 0, errorKinds: {} }, latency: { p50: 0, p99: 0, max: 0 }, requestsPerInstance: [], childrenAtRest: 0, documentsAtRest: {}, exitCodes: [], leftAfterExit: 0, leasesAfterExit: 0 };
   if ('skip' in emulator) return { skipped: emulator.skip, ...empty };
-  const instances: RouteInstance[] = [];
-  const balancer = await startBalancer('/demo', () => instances.map((i) => i.url));
+  let pair: InstancePair | undefined;
   try {
-    const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: demo-mcp-front\nroutes:\n  - { path: /demo, type: stdio, command: [${process.execPath}, examples/demo-server/server.ts], timeout: 30s, idle_timeout: ${options.idleTimeout}, max_sessions_per_user: 100000, max_sessions_per_instance: 100000 }\nserver:\n  host: 127.0.0.1\n  session_lease: 5s\n`;
-    const env = { FIRESTORE_EMULATOR_HOST: emulator.host, METADATA_SERVER_DETECTION: 'none' };
-    instances.push(...(await Promise.all([startRouteInstance({ yaml, route: '/demo', env }), startRouteInstance({ yaml, route: '/demo', env })])));
+    const route = `    type: stdio\n    command: [${process.execPath}, examples/demo-server/server.ts]\n    timeout: 30s\n    idle_timeout: ${options.idleTimeout}\n    max_sessions_per_user: 100000\n    max_sessions_per_instance: 100000`;
+    pair = await startInstancePair({ emulatorHost: emulator.host, path: '/demo', route, lease: '5s' });
+    const { balancer, yaml } = pair;
+    const instances = [pair.a, pair.b];
     const token = await balancer.token('dev:soak@example.com');
 
     const latencies: number[] = [];
@@ -101,7 +101,7 @@ export async function runTwoInstanceSoak(options: { durationMs: number; workers:
     for (const collection of SESSION_COLLECTIONS.filter((c) => c !== 'routeInstances')) documentsAtRest[collection] = (await store.list(collection)).length;
 
     const everything = instances.flatMap((i) => [i.pid(), ...descendantsOf(i.pid()).map((p) => p.pid)]);
-    const exitCodes = await Promise.all(instances.map((i) => i.stop()));
+    const exitCodes = await pair.stop();
     await new Promise((resolve) => setTimeout(resolve, 500));
     const leftAfterExit = everything.filter(alive).length;
     const leasesAfterExit = (await store.list('routeInstances')).length;
@@ -110,8 +110,7 @@ export async function runTwoInstanceSoak(options: { durationMs: number; workers:
     const requestsPerInstance = instances.map((_, index) => balancer.sent.filter((i) => i === index).length);
     return { totals, latency: { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? 0 }, requestsPerInstance, childrenAtRest, documentsAtRest, exitCodes, leftAfterExit, leasesAfterExit };
   } finally {
-    await Promise.all(instances.map((i) => i.stop()));
-    await balancer.close();
+    await pair?.stop();
     await emulator.stop();
   }
 }

@@ -3,7 +3,7 @@ import { Client, SSEClientTransport } from '../../lib/mcp/sdk.ts';
 import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { alive, until } from '../support/route-harness.ts';
-import { startBalancer, startRouteInstance, type Balancer, type RouteInstance } from '../support/route-instances.ts';
+import { startInstancePair, type Balancer, type InstancePair, type RouteInstance } from '../support/route-instances.ts';
 import type { Count } from '../fixtures/counter-server.ts';
 
 // The legacy HTTP+SSE transport (2024-11-05) on two instances of a route behind a round-robin
@@ -21,25 +21,21 @@ afterAll(async () => {
 });
 
 describe.skipIf('skip' in emulator)('a legacy SSE session on two instances of a stdio route on Firestore', () => {
+  let pair: InstancePair | undefined;
   let balancer: Balancer;
   let a: RouteInstance;
   let b: RouteInstance;
 
   beforeAll(async () => {
     if ('skip' in emulator) return;
-    const instances: RouteInstance[] = [];
-    balancer = await startBalancer(PATH, () => instances.map((i) => i.url));
-    const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: demo-mcp-front\nroutes:\n  - path: ${PATH}\n    type: stdio\n    command: [${process.execPath}, ${FIXTURE}]\n    timeout: 20s\nserver:\n  host: 127.0.0.1\n  session_lease: 3s\n`;
-    const env = { FIRESTORE_EMULATOR_HOST: emulator.host, METADATA_SERVER_DETECTION: 'none' };
-    [a, b] = await Promise.all([startRouteInstance({ yaml, route: PATH, env }), startRouteInstance({ yaml, route: PATH, env })]);
-    instances.push(a, b);
+    pair = await startInstancePair({ emulatorHost: emulator.host, path: PATH, route: `    type: stdio\n    command: [${process.execPath}, ${FIXTURE}]\n    timeout: 20s`, lease: '3s' });
+    ({ balancer, a, b } = pair);
   }, 120_000);
   afterEach((context) => {
     if (context.task.result?.state === 'fail') console.log(`instance a:\n${a?.output().slice(-6000)}\ninstance b:\n${b?.output().slice(-6000)}`);
   });
   afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-    await balancer?.close();
+    await pair?.stop();
   });
 
   /** The SDK's SSE client through the balancer, with a bearer token; the session id, from the endpoint its POSTs go to. */

@@ -7,7 +7,7 @@ import { silentLogger } from '../../lib/log.ts';
 import { startFirestoreEmulator } from '../support/firestore-emulator.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { alive, until } from '../support/route-harness.ts';
-import { startBalancer, startRouteInstance, type Balancer, type RouteInstance } from '../support/route-instances.ts';
+import { startInstancePair, type Balancer, type InstancePair, type RouteInstance } from '../support/route-instances.ts';
 import type { Count } from '../fixtures/counter-server.ts';
 
 // One session, one owner, on any number of instances: two route instances (the Cloud Run
@@ -103,6 +103,7 @@ describe.skipIf('skip' in emulator).each([
   { kind: 'http', http: true },
 ])('two instances of a $kind route on Firestore', ({ http }) => {
   let backend: DevBackend | undefined;
+  let pair: InstancePair | undefined;
   let balancer: Balancer;
   let a: RouteInstance;
   let b: RouteInstance;
@@ -111,21 +112,16 @@ describe.skipIf('skip' in emulator).each([
   beforeAll(async () => {
     if ('skip' in emulator) return;
     if (http) backend = await startDevBackend({ path, devBackend: { command: ['node', FIXTURE, '--http'], path: '/mcp' } } as unknown as HttpRouteConfig, silentLogger);
-    const instances: RouteInstance[] = [];
-    balancer = await startBalancer(path, () => instances.map((i) => i.url));
     const route = http ? `    type: http\n    backend: ${backend!.url}` : `    type: stdio\n    command: [${process.execPath}, ${FIXTURE}]`;
-    const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: demo-mcp-front\nroutes:\n  - path: ${path}\n${route}\n    timeout: 20s\nserver:\n  host: 127.0.0.1\n  session_lease: ${LEASE}\n`;
-    const env = { FIRESTORE_EMULATOR_HOST: emulator.host, METADATA_SERVER_DETECTION: 'none' };
-    [a, b] = await Promise.all([startRouteInstance({ yaml, route: path, env }), startRouteInstance({ yaml, route: path, env })]);
-    instances.push(a, b);
+    pair = await startInstancePair({ emulatorHost: emulator.host, path, route: `${route}\n    timeout: 20s`, lease: LEASE });
+    ({ balancer, a, b } = pair);
   }, 120_000);
   afterEach((context) => {
     // What the instances said, when a test failed: the logs tell which one did what.
     if (context.task.result?.state === 'fail') console.log(`instance a:\n${a?.output().slice(-6000)}\ninstance b:\n${b?.output().slice(-6000)}`);
   });
   afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-    await balancer?.close();
+    await pair?.stop();
     await backend?.stop();
   });
 

@@ -140,3 +140,38 @@ export async function startRouteInstance(options: { yaml: string; route: string;
     },
   };
 }
+
+export interface InstancePair {
+  readonly balancer: Balancer;
+  readonly a: RouteInstance;
+  readonly b: RouteInstance;
+  /** The config both run. */
+  readonly yaml: string;
+  /** Stops both (SIGTERM; their exit codes) and the balancer. */
+  stop(): Promise<Array<number | null>>;
+}
+
+/**
+ * Two instances of one route on the Firestore emulator (one store, one issuer) behind a
+ * balancer: how the tests, the soak and the benchmark run a route as Cloud Run scales it out.
+ * `route` is the route's YAML after its path (lines indented by 4). Whatever started is stopped
+ * when the rest can't start.
+ */
+export async function startInstancePair(options: { emulatorHost: string; path: string; route: string; lease: string; project?: string; policy?: BalancerPolicy }): Promise<InstancePair> {
+  const instances: RouteInstance[] = [];
+  const balancer = await startBalancer(options.path, () => instances.map((i) => i.url), { policy: options.policy });
+  const yaml = `oauth:\n  issuer: ${balancer.issuer}\n  provider: dev\n  storage: firestore\n  gcp_project: ${options.project ?? 'demo-mcp-front'}\nroutes:\n  - path: ${options.path}\n${options.route}\nserver:\n  host: 127.0.0.1\n  session_lease: ${options.lease}\n`;
+  const env = { FIRESTORE_EMULATOR_HOST: options.emulatorHost, METADATA_SERVER_DETECTION: 'none' };
+  const stop = async () => {
+    const codes = await Promise.all(instances.map((i) => i.stop()));
+    await balancer.close();
+    return codes;
+  };
+  try {
+    for (let i = 0; i < 2; i++) instances.push(await startRouteInstance({ yaml, route: options.path, env }));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { balancer, a: instances[0]!, b: instances[1]!, yaml, stop };
+}
