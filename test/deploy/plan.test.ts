@@ -64,8 +64,8 @@ describe('deploy plan', () => {
   });
 });
 
-describe('deploy input that Google Cloud would refuse is refused before anything runs', () => {
-  const base = (routes: string, extra = '') => `
+/** A deployable config with these routes (YAML list items) and `extra` top-level lines. */
+const deployYaml = (routes: string, extra = '') => `
 oauth:
   issuer: https://mcp.example.com
   gcp_project: p
@@ -78,24 +78,35 @@ ${routes}
 deploy:
   secrets: { SECRET: s }
 `;
+
+function planOfYaml(yaml: string) {
+  const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
+  return buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
+}
+
+type Plan = ReturnType<typeof planOfYaml>;
+/** The plan's `gcloud run deploy` steps (every Cloud Run service and the function). */
+const deploySteps = (plan: Plan) => plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy');
+/** A service's deploy command, as one line. */
+const deployOf = (plan: Plan, service: string) => deploySteps(plan).find((s) => s.command[3] === service)!.command.join(' ');
+/** Who is granted a secret: the --member of each binding on it. */
+const readersOf = (plan: Plan, secret: string) => plan.steps.filter((s) => s.command.includes('add-iam-policy-binding') && s.command[3] === secret).map((s) => s.command.find((a) => a.startsWith('--member='))!.split('@')[0]);
+
+describe('deploy input that Google Cloud would refuse is refused before anything runs', () => {
   const cases: Array<[string, string, string]> = [
-    ['a route name too long for a service name', base(`  - { path: /${'a'.repeat(45)}, type: http, backend: https://b.example.com/mcp }`), 'Cloud Run service name'],
-    ['a timeout above 60 minutes', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 61m }'), 'routes[0].timeout: must be under 60m'],
-    ['a timeout at the platform limit', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 60m }'), 'routes[0].timeout: must be under 60m'],
-    ['a stdio route with neither command nor image', base('  - { path: /x, type: stdio }'), 'routes[0].command: a stdio route needs a command'],
-    ['duplicate paths', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }\n  - { path: /x, type: http, backend: https://c.example.com/mcp }'), 'routes[1].path: "/x" is used by another route'],
-    ['an http backend', base('  - { path: /x, type: http, backend: http://b.example.com/mcp }'), 'routes[0].backend: must be https'],
-    ['a docker run command', base('  - { path: /x, type: stdio, command: [docker, run, -i, --rm, mcp/git] }'), 'routes[0].command: "docker" starts a container'],
-    ['a private backend without its service', base('  - { path: /x, type: http, backend: https://b.example.com/mcp, google_id_token_audience: https://b.example.com }'), 'routes[0].backend_service: name the private backend'],
-    ['a stream timeout at the platform limit', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }', '').replace('routes:', 'server: { stream_timeout: 60m }\nroutes:'), 'server.stream_timeout: must be under 60m'],
-    ['a missing project', base('  - { path: /x, type: http, backend: https://b.example.com/mcp }').replace('  gcp_project: p\n', ''), 'oauth.gcp_project: required to deploy'],
+    ['a route name too long for a service name', deployYaml(`  - { path: /${'a'.repeat(45)}, type: http, backend: https://b.example.com/mcp }`), 'Cloud Run service name'],
+    ['a timeout above 60 minutes', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 61m }'), 'routes[0].timeout: must be under 60m'],
+    ['a timeout at the platform limit', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp, timeout: 60m }'), 'routes[0].timeout: must be under 60m'],
+    ['a stdio route with neither command nor image', deployYaml('  - { path: /x, type: stdio }'), 'routes[0].command: a stdio route needs a command'],
+    ['duplicate paths', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp }\n  - { path: /x, type: http, backend: https://c.example.com/mcp }'), 'routes[1].path: "/x" is used by another route'],
+    ['an http backend', deployYaml('  - { path: /x, type: http, backend: http://b.example.com/mcp }'), 'routes[0].backend: must be https'],
+    ['a docker run command', deployYaml('  - { path: /x, type: stdio, command: [docker, run, -i, --rm, mcp/git] }'), 'routes[0].command: "docker" starts a container'],
+    ['a private backend without its service', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp, google_id_token_audience: https://b.example.com }'), 'routes[0].backend_service: name the private backend'],
+    ['a stream timeout at the platform limit', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp }', '').replace('routes:', 'server: { stream_timeout: 60m }\nroutes:'), 'server.stream_timeout: must be under 60m'],
+    ['a missing project', deployYaml('  - { path: /x, type: http, backend: https://b.example.com/mcp }').replace('  gcp_project: p\n', ''), 'oauth.gcp_project: required to deploy'],
   ];
   it.each(cases)('refuses %s', (_name, yaml, message) => {
-    const run = () => {
-      const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
-      return buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
-    };
-    expect(run).toThrow(message);
+    expect(() => planOfYaml(yaml)).toThrow(message);
   });
 });
 
@@ -141,7 +152,7 @@ describe('how every example plan runs its routes, read as data', () => {
     const plan = planFor(example);
     const { config } = loadDeployConfig(`examples/deploy/${example}.yaml`, ENV);
     for (const route of config.routes) {
-      const deploy = plan.steps.find((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy' && s.command[3] === serviceName(route))!;
+      const deploy = deploySteps(plan).find((s) => s.command[3] === serviceName(route))!;
       const flag = (name: string) => deploy.command.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
       // Cloud Run's timeout bounds a whole request: a GET stream, not a call. It must outlast the
       // gateway's own stream end (server.stream_timeout) and every call (route.timeout).
@@ -174,10 +185,10 @@ describe('the IAM of every example plan, read as data', () => {
     }
     const oauthData = all.find((b) => b.member.includes('mcp-front-oauth@') && b.role === 'roles/datastore.user')!;
     expect(oauthData.condition).toContain('/databases/(default)"');
-    const builds = plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud builds submit' || (s.command.slice(0, 3).join(' ') === 'gcloud run deploy' && s.command.some((a) => a.startsWith('--source='))));
+    const builds = [...plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud builds submit'), ...deploySteps(plan).filter((s) => s.command.some((a) => a.startsWith('--source=')))];
     expect(builds.length).toBeGreaterThan(0);
     for (const b of builds) expect(b.command.some((a) => /^--(build-)?service-account=projects\/[^/]+\/serviceAccounts\/mcp-front-build@/.test(a))).toBe(true);
-    for (const deploy of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
+    for (const deploy of deploySteps(plan)) {
       expect(deploy.command).toContain('--no-invoker-iam-check');
       expect(deploy.command).toContain('--ingress=internal-and-cloud-load-balancing');
     }
@@ -189,7 +200,7 @@ describe('the IAM of every example plan, read as data', () => {
     const reads = new Map<string, string[]>();
     for (const b of bindings(example).filter((b) => b.role === 'roles/secretmanager.secretAccessor')) reads.set(account(b.member), [...(reads.get(account(b.member)) ?? []), b.command[3]!]);
     const mounts = new Map<string, string[]>();
-    for (const deploy of plan.steps.filter((s) => s.command.slice(0, 3).join(' ') === 'gcloud run deploy')) {
+    for (const deploy of deploySteps(plan)) {
       const flag = (name: string) => deploy.command.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
       const secrets = (flag('set-secrets') ?? '').split(',').filter(Boolean).map((pair) => pair.split('=')[1]!.replace(/:latest$/, ''));
       mounts.set(account(flag('service-account')!), [...new Set(secrets)].sort());
@@ -205,24 +216,11 @@ describe('the IAM of every example plan, read as data', () => {
 });
 
 describe('users\' own credentials in the plan', () => {
-  const yaml = `
-oauth:
-  issuer: https://mcp.example.com
-  gcp_project: p
-  provider: google
-  client_id: id
-  client_secret: \${SECRET}
-routes:
-  - { path: /notion, type: http, backend: "https://notion.example.com/mcp", user_credential: { label: Notion key, instructions: x, header: "Authorization: Bearer {credential}" } }
+  const plan = planOfYaml(
+    deployYaml(`  - { path: /notion, type: http, backend: "https://notion.example.com/mcp", user_credential: { label: Notion key, instructions: x, header: "Authorization: Bearer {credential}" } }
   - { path: /db, type: stdio, command: [node, server.js], user_credential: { label: DB password, instructions: x, env: DB_PASSWORD } }
-  - { path: /wiki, type: http, backend: "https://wiki.example.com/mcp" }
-deploy:
-  secrets: { SECRET: s }
-`;
-  const config = parseConfig(yaml, { SECRET: '\${SECRET}' }, 'deploy.yaml');
-  const plan = buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
-  const readersOf = (secret: string) => plan.steps.filter((s) => s.command.includes('add-iam-policy-binding') && s.command[3] === secret).map((s) => s.command.find((a) => a.startsWith('--member='))!.split('@')[0]);
-  const deployOf = (service: string) => plan.steps.find((s) => s.command.slice(0, 4).join(' ') === `gcloud run deploy ${service}`)!.command.join(' ');
+  - { path: /wiki, type: http, backend: "https://wiki.example.com/mcp" }`),
+  );
 
   it('creates a sealing key and one key per credential route, each a fresh 256-bit key never printed', () => {
     for (const secret of ['mcp-front-sealing-key', 'mcp-front-credential-key-notion', 'mcp-front-credential-key-db']) {
@@ -234,15 +232,15 @@ deploy:
   });
 
   it('the sealing key goes to the authorization server alone; each route key to it and its own route', () => {
-    expect(readersOf('mcp-front-sealing-key')).toEqual(['--member=serviceAccount:mcp-front-oauth']);
-    expect(readersOf('mcp-front-credential-key-notion')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-notion']);
-    expect(readersOf('mcp-front-credential-key-db')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-db']);
-    expect(deployOf('mcp-front-oauth')).toContain('MCP_FRONT_SEALING_KEY=mcp-front-sealing-key:latest,MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest,MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
-    expect(deployOf('mcp-route-notion')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest');
-    expect(deployOf('mcp-route-notion')).not.toContain('mcp-front-sealing-key');
-    expect(deployOf('mcp-route-notion')).not.toContain('credential-key-db');
-    expect(deployOf('mcp-route-db')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
-    expect(deployOf('mcp-route-wiki')).not.toContain('CREDENTIAL_KEY');
+    expect(readersOf(plan, 'mcp-front-sealing-key')).toEqual(['--member=serviceAccount:mcp-front-oauth']);
+    expect(readersOf(plan, 'mcp-front-credential-key-notion')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-notion']);
+    expect(readersOf(plan, 'mcp-front-credential-key-db')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-db']);
+    expect(deployOf(plan, 'mcp-front-oauth')).toContain('MCP_FRONT_SEALING_KEY=mcp-front-sealing-key:latest,MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest,MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
+    expect(deployOf(plan, 'mcp-route-notion')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_NOTION=mcp-front-credential-key-notion:latest');
+    expect(deployOf(plan, 'mcp-route-notion')).not.toContain('mcp-front-sealing-key');
+    expect(deployOf(plan, 'mcp-route-notion')).not.toContain('credential-key-db');
+    expect(deployOf(plan, 'mcp-route-db')).toContain('--set-secrets=MCP_FRONT_CREDENTIAL_KEY_DB=mcp-front-credential-key-db:latest');
+    expect(deployOf(plan, 'mcp-route-wiki')).not.toContain('CREDENTIAL_KEY');
   });
 
   it('user credentials never expire by TTL: the collection is not in the TTL list', () => {
@@ -251,24 +249,11 @@ deploy:
 });
 
 describe('identity: assertion in the plan', () => {
-  const yaml = `
-oauth:
-  issuer: https://mcp.example.com
-  gcp_project: p
-  provider: google
-  client_id: id
-  client_secret: \${SECRET}
-routes:
-  - { path: /crm, type: http, backend: "https://crm.example.com/mcp", identity: assertion }
+  const plan = planOfYaml(
+    deployYaml(`  - { path: /crm, type: http, backend: "https://crm.example.com/mcp", identity: assertion }
   - { path: /wiki, type: http, backend: "https://wiki.example.com/mcp" }
-  - { path: /db, type: stdio, command: [node, server.js] }
-deploy:
-  secrets: { SECRET: s }
-`;
-  const config = parseConfig(yaml, { SECRET: '${SECRET}' }, 'deploy.yaml');
-  const plan = buildDeployPlan({ config, text: yaml, env: {}, outDir: 'build/deploy', packageJson: PACKAGE_JSON });
-  const readers = plan.steps.filter((s) => s.command.includes('add-iam-policy-binding') && s.command[3] === 'mcp-front-assertion-key').map((s) => s.command.find((a) => a.startsWith('--member='))!.split('@')[0]);
-  const deployOf = (service: string) => plan.steps.find((s) => s.command.slice(0, 4).join(' ') === `gcloud run deploy ${service}`)!.command.join(' ');
+  - { path: /db, type: stdio, command: [node, server.js] }`),
+  );
 
   it('creates an assertion key of its own, generated like the signing key and never printed', () => {
     const create = plan.steps.find((s) => s.command.slice(0, 4).join(' ') === 'gcloud secrets create mcp-front-assertion-key')!;
@@ -277,12 +262,12 @@ deploy:
   });
 
   it('gives it to the authorization server (to publish it) and the asserting route only', () => {
-    expect(readers).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-crm']);
-    expect(deployOf('mcp-front-oauth')).toContain('MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
-    expect(deployOf('mcp-route-crm')).toContain('--set-secrets=MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
-    expect(deployOf('mcp-route-wiki')).not.toContain('MCP_FRONT_ASSERTION_KEY');
-    expect(deployOf('mcp-route-db')).not.toContain('MCP_FRONT_ASSERTION_KEY');
+    expect(readersOf(plan, 'mcp-front-assertion-key')).toEqual(['--member=serviceAccount:mcp-front-oauth', '--member=serviceAccount:mcp-route-crm']);
+    expect(deployOf(plan, 'mcp-front-oauth')).toContain('MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
+    expect(deployOf(plan, 'mcp-route-crm')).toContain('--set-secrets=MCP_FRONT_ASSERTION_KEY=mcp-front-assertion-key:latest');
+    expect(deployOf(plan, 'mcp-route-wiki')).not.toContain('MCP_FRONT_ASSERTION_KEY');
+    expect(deployOf(plan, 'mcp-route-db')).not.toContain('MCP_FRONT_ASSERTION_KEY');
     // The access-token signing key stays with the authorization server.
-    expect(deployOf('mcp-route-crm')).not.toContain('mcp-front-signing-key');
+    expect(deployOf(plan, 'mcp-route-crm')).not.toContain('mcp-front-signing-key');
   });
 });
