@@ -5,7 +5,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../lib/config/load.ts';
 import { PortInUseError } from '../lib/http/node-server.ts';
 import { isLoopbackHost, type Config } from '../lib/config/config.ts';
-import { generateSigningJwk, rotatedSigningKeys } from '../lib/tokens/keys.ts';
+import type { Clock } from '../lib/clock.ts';
+import type { Store } from '../lib/store/store.ts';
+import { generateSigningJwk, rotateSigningKey, rotatedSigningKeys } from '../lib/tokens/keys.ts';
 import { DeployError } from './deploy-error.ts';
 import { ConnectError } from './connect/discovery.ts';
 import { DevBackendError } from './dev-backend.ts';
@@ -36,6 +38,17 @@ function withPort(config: Config, override: number | undefined): Config {
   const path = config.oauth.issuer.replace(/^https?:\/\/[^/]+/, '');
   issuer.port = String(override);
   return { ...config, server, oauth: { ...config.oauth, issuer: issuer.origin + path } };
+}
+
+/** Opens the store the config names, runs `use` on it and closes it, whatever happens: the operators' store commands. */
+async function withStore<T>(config: Config, use: (store: Store, clock: Clock) => Promise<T>): Promise<T> {
+  const [{ openStore }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/clock.ts')]);
+  const store = await openStore(config.oauth, systemClock);
+  try {
+    return await use(store, systemClock);
+  } finally {
+    await store.close();
+  }
 }
 
 const program = new Command('mcp-front').description('One company sign-in in front of many MCP servers').showHelpAfterError();
@@ -193,14 +206,9 @@ program
   .action(async (options: { config: string; user?: string; client?: string }) => {
     if (!options.user === !options.client) throw new InvalidArgumentError('give exactly one of --user or --client');
     const config = loadConfig(options.config);
-    const [{ openStore }, { revokeUser, revokeClient }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/revocation.ts'), import('../lib/clock.ts')]);
-    const store = await openStore(config.oauth, systemClock);
-    try {
-      const count = options.user ? await revokeUser(store, systemClock, options.user) : await revokeClient(store, systemClock, options.client!);
-      process.stdout.write(`revoked ${count} grant${count === 1 ? '' : 's'} of ${options.user ?? `client ${options.client}`}; access tokens already issued expire within ${config.oauth.tokenTtl / 1000} s\n`);
-    } finally {
-      await store.close();
-    }
+    const { revokeUser, revokeClient } = await import('../lib/oauth/revocation.ts');
+    const count = await withStore(config, (store, clock) => (options.user ? revokeUser(store, clock, options.user) : revokeClient(store, clock, options.client!)));
+    process.stdout.write(`revoked ${count} grant${count === 1 ? '' : 's'} of ${options.user ?? `client ${options.client}`}; access tokens already issued expire within ${config.oauth.tokenTtl / 1000} s\n`);
   });
 
 const grants = program.command('grants').description('the grants users gave clients (one per connection), in the store the config names');
@@ -211,13 +219,8 @@ grants
   .option('--user <email>', 'only this user\'s')
   .action(async (options: { config: string; user?: string }) => {
     const config = loadConfig(options.config);
-    const [{ openStore }, { listGrants, renderGrants }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('./grants.ts'), import('../lib/clock.ts')]);
-    const store = await openStore(config.oauth, systemClock);
-    try {
-      process.stdout.write(`${renderGrants(await listGrants(store, systemClock, config, options.user))}\n`);
-    } finally {
-      await store.close();
-    }
+    const { listGrants, renderGrants } = await import('./grants.ts');
+    process.stdout.write(`${renderGrants(await withStore(config, (store, clock) => listGrants(store, clock, config, options.user)))}\n`);
   });
 
 const credentials = program.command('credentials').description('users\' own credentials for routes (routes[].user_credential)');
@@ -230,18 +233,13 @@ credentials
   .action(async (options: { config: string; user: string; route: string }) => {
     const config = loadConfig(options.config);
     if (!config.routes.some((r) => r.path === options.route)) throw new InvalidArgumentError(`${options.config} has no route ${options.route}`);
-    const [{ openStore }, { deleteUserCredentialsByEmail }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/oauth/user-credentials.ts'), import('../lib/clock.ts')]);
-    const store = await openStore(config.oauth, systemClock);
-    try {
-      const count = await deleteUserCredentialsByEmail(store, options.user, options.route);
-      process.stdout.write(
-        count
-          ? `deleted ${options.user}'s credential for ${options.route}; sessions running with it end when their client refreshes (within ${config.oauth.tokenTtl / 1000} s), and no new token for ${options.route} is issued until they give one again\n`
-          : `${options.user} has no credential stored for ${options.route}\n`,
-      );
-    } finally {
-      await store.close();
-    }
+    const { deleteUserCredentialsByEmail } = await import('../lib/oauth/user-credentials.ts');
+    const count = await withStore(config, (store) => deleteUserCredentialsByEmail(store, options.user, options.route));
+    process.stdout.write(
+      count
+        ? `deleted ${options.user}'s credential for ${options.route}; sessions running with it end when their client refreshes (within ${config.oauth.tokenTtl / 1000} s), and no new token for ${options.route} is issued until they give one again\n`
+        : `${options.user} has no credential stored for ${options.route}\n`,
+    );
   });
 credentials
   .command('reseal')
@@ -249,24 +247,16 @@ credentials
   .requiredOption('-c, --config <file>', 'YAML config (names the store)')
   .action(async (options: { config: string }) => {
     const config = loadConfig(options.config);
-    const [{ openStore }, { resealAllUserCredentials }, { existingSealingKeys }, { systemClock }] = await Promise.all([
-      import('../lib/store/open.ts'),
-      import('../lib/oauth/credential-reseal.ts'),
-      import('../lib/tokens/credential-keys.ts'),
-      import('../lib/clock.ts'),
-    ]);
-    const store = await openStore(config.oauth, systemClock);
-    try {
+    const [{ resealAllUserCredentials }, { existingSealingKeys }] = await Promise.all([import('../lib/oauth/credential-reseal.ts'), import('../lib/tokens/credential-keys.ts')]);
+    const report = await withStore(config, async (store) => {
       const sealing = await existingSealingKeys(store, process.env).catch((err: Error) => {
         throw new InvalidArgumentError(err.message);
       });
-      const report = await resealAllUserCredentials(store, { sealing, routes: new Map() });
-      process.stdout.write(`re-sealed ${report.resealed}, already under the newest key ${report.current}, opened by no key ${report.unreadable}\n`);
-      // Not a failure of this command: no key, old or new, opens them, so dropping a key changes nothing for them.
-      if (report.unreadable) process.stderr.write(`${report.unreadable} stored credential${report.unreadable === 1 ? '' : 's'} opened by no key held: those users are asked for theirs again at their next connection\n`);
-    } finally {
-      await store.close();
-    }
+      return resealAllUserCredentials(store, { sealing, routes: new Map() });
+    });
+    process.stdout.write(`re-sealed ${report.resealed}, already under the newest key ${report.current}, opened by no key ${report.unreadable}\n`);
+    // Not a failure of this command: no key, old or new, opens them, so dropping a key changes nothing for them.
+    if (report.unreadable) process.stderr.write(`${report.unreadable} stored credential${report.unreadable === 1 ? '' : 's'} opened by no key held: those users are asked for theirs again at their next connection\n`);
   });
 
 program
@@ -277,14 +267,8 @@ program
   .requiredOption('-c, --config <file>', 'YAML config (names the store)')
   .action(async (options: { config: string }) => {
     const config = loadConfig(options.config);
-    const [{ openStore }, { rotateSigningKey }, { systemClock }] = await Promise.all([import('../lib/store/open.ts'), import('../lib/tokens/keys.ts'), import('../lib/clock.ts')]);
-    const store = await openStore(config.oauth, systemClock);
-    try {
-      const kid = await rotateSigningKey(store, systemClock, config.oauth.tokenTtl);
-      process.stdout.write(`new signing key ${kid}; restart the server (or its instances) to use it\n`);
-    } finally {
-      await store.close();
-    }
+    const kid = await withStore(config, (store, clock) => rotateSigningKey(store, clock, config.oauth.tokenTtl));
+    process.stdout.write(`new signing key ${kid}; restart the server (or its instances) to use it\n`);
   });
 
 program
