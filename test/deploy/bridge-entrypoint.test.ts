@@ -1,18 +1,17 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../lib/clock.ts';
 import { parseConfig } from '../../lib/config/load.ts';
-import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
-import { loadKeySet, type KeySet } from '../../lib/tokens/keys.ts';
+import type { KeySet } from '../../lib/tokens/keys.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { buildDeployPlan } from '../../infra/plan.ts';
 import { stageContext } from '../../infra/stage.ts';
 import { freePort } from '../../cli/dev-backend.ts';
 import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { buildImage, canUnshare, runImage, uploadSet, type BuiltImage, type RunningImage } from '../support/image-runner.ts';
+import { startJwksStandIn, type JwksStandIn } from '../support/jwks-stand-in.ts';
 import { descendantsOf } from '../support/process-table.ts';
 import { until } from '../support/route-harness.ts';
 
@@ -46,18 +45,14 @@ if (skip && process.env.CI) throw new Error(`${skip} — but CI must run them`);
 
 describe.skipIf(skip !== undefined)(`a route image started as Cloud Run starts it${skip ? ` (${skip})` : ''}`, () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-image-data-'));
-  let jwks: ReturnType<typeof createServer>;
+  let jwks: JwksStandIn;
   let keys: KeySet;
   let issuer = '';
   const images = new Map<string, BuiltImage>();
 
   beforeAll(async () => {
-    const store = await openSqliteStore({ file: ':memory:', clock: systemClock });
-    keys = await loadKeySet(store, systemClock);
-    await store.close();
-    jwks = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: keys.published })));
-    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
-    issuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`;
+    jwks = await startJwksStandIn();
+    ({ keys, issuer } = jwks);
 
     // The plan for a real (https) issuer; each route's staged context, uploaded, built.
     const text = YAML.replace('ISSUER', 'https://mcp.example.com');
@@ -74,8 +69,8 @@ describe.skipIf(skip !== undefined)(`a route image started as Cloud Run starts i
     }
   }, 180_000);
 
-  afterAll(() => {
-    jwks?.close();
+  afterAll(async () => {
+    await jwks?.close();
   });
 
   const start = async (name: string, entrypoint?: string[]): Promise<{ running: RunningImage; url: string }> => {

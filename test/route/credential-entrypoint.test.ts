@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,8 +9,9 @@ import { Client, StreamableHTTPClientTransport } from '../../lib/mcp/sdk.ts';
 import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
 import { signAccessToken } from '../../lib/tokens/access-token.ts';
 import { generateCredentialKey, parseCredentialKeys } from '../../lib/tokens/credential-keys.ts';
-import { loadKeySet, type KeySet } from '../../lib/tokens/keys.ts';
+import type { KeySet } from '../../lib/tokens/keys.ts';
 import { sealForRoute } from '../../lib/tokens/route-credential.ts';
+import { startJwksStandIn, type JwksStandIn } from '../support/jwks-stand-in.ts';
 import { exitOf } from '../support/stack-process.ts';
 
 // A route with user_credential as deployed: services/route/main.ts, tokens verified against the
@@ -20,7 +20,7 @@ import { exitOf } from '../support/stack-process.ts';
 // authorization server to read, and refuses to start without its key.
 
 const ROOT = join(import.meta.dirname, '../..');
-let jwks: Server;
+let jwks: JwksStandIn;
 let keys: KeySet;
 let issuer = '';
 let dataDir = '';
@@ -28,12 +28,8 @@ let configFile = '';
 const routeKey = generateCredentialKey();
 
 beforeAll(async () => {
-  const store = await openSqliteStore({ file: ':memory:', clock: systemClock });
-  keys = await loadKeySet(store, systemClock);
-  await store.close();
-  jwks = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: keys.published })));
-  await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
-  issuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`;
+  jwks = await startJwksStandIn();
+  ({ keys, issuer } = jwks);
   dataDir = mkdtempSync(join(tmpdir(), 'mcp-front-route-cred-'));
   configFile = join(dataDir, 'config.yaml');
   writeFileSync(
@@ -42,7 +38,7 @@ beforeAll(async () => {
       `  - { path: /svc, type: stdio, command: [${process.execPath}, test/fixtures/tool-server.ts], environment: { TOOL_ECHO_ENV: SVC_TOKEN }, user_credential: { label: Token, instructions: x, env: SVC_TOKEN } }\n`,
   );
 });
-afterAll(() => void jwks?.close());
+afterAll(async () => jwks?.close());
 
 async function startRoute(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const port = await freePort();
