@@ -27,17 +27,20 @@ const log = createLogger({ base: { service: 'mcp-front-oauth' } });
  * shares (assertions nobody can verify, credentials no route can open).
  */
 function missingSecrets(config: ReturnType<typeof loadConfig>, env: NodeJS.ProcessEnv): string[] {
+  const credentialed = credentialRoutes(config);
   const needed = [
     'MCP_FRONT_SIGNING_KEY',
     ...(needsAssertionKey(config) ? ['MCP_FRONT_ASSERTION_KEY'] : []),
-    ...(credentialRoutes(config).length ? [SEALING_KEY_VARIABLE, ...credentialRoutes(config).map(routeKeyVariable)] : []),
+    ...(credentialed.length ? [SEALING_KEY_VARIABLE, ...credentialed.map(routeKeyVariable)] : []),
   ];
   return needed.filter((name) => !env[name]);
 }
 
-if (process.env.K_SERVICE && process.env.FUNCTIONS_EMULATOR !== 'true') {
-  const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
-  const missing = missingSecrets(config, process.env);
+const CONFIG_FILE = process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml';
+/** Deployed, the config is read (and its secrets checked) as the module loads; elsewhere on first request. */
+const deployedConfig = process.env.K_SERVICE && process.env.FUNCTIONS_EMULATOR !== 'true' ? loadConfig(CONFIG_FILE) : undefined;
+if (deployedConfig) {
+  const missing = missingSecrets(deployedConfig, process.env);
   if (missing.length) {
     log.error(`refusing to start: ${missing.join(', ')} not set; the deploy plan mounts each from Secret Manager (run mcp-front deploy again, or grant the function's account the secret)`);
     throw new Error(`missing ${missing.join(', ')}`);
@@ -47,7 +50,7 @@ if (process.env.K_SERVICE && process.env.FUNCTIONS_EMULATOR !== 'true') {
 let app: Promise<{ handler: Handler; trustedProxies: number }> | undefined;
 
 async function build(): Promise<{ handler: Handler; trustedProxies: number }> {
-  const config = loadConfig(process.env.MCP_FRONT_CONFIG ?? 'mcp-front.yaml');
+  const config = deployedConfig ?? loadConfig(CONFIG_FILE);
   const store = await openStore(config.oauth, systemClock);
   const accessKeys = await loadKeySet(store, systemClock, { fromEnv: process.env.MCP_FRONT_SIGNING_KEY });
   // Only its public half is used here: published in /jwks.json for the backends that verify assertions.
