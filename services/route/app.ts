@@ -11,6 +11,7 @@ import { BackendError } from '../../lib/mcp/backend.ts';
 import { StoreUnavailableError } from '../../lib/store/store.ts';
 import { ErrorCode, errorResponse, isRequest, parseMessages, type JsonRpcMessage } from '../../lib/mcp/jsonrpc.ts';
 import { createSessionRegistry, type RouteClaims, type SessionRecord, type SessionRegistryDeps } from './registry.ts';
+import { isSessionId } from './session-record.ts';
 import { routeCredentialOpener } from '../../lib/tokens/route-credential.ts';
 import type { CredentialKeySet } from '../../lib/tokens/credential-keys.ts';
 
@@ -285,7 +286,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
         const session = id ? sessions.get(id) : undefined;
         if (!session || session.userSub !== claims.sub) {
           // Held by another instance (or none): forget the record so nobody resumes it.
-          const record = id && /^[A-Za-z0-9_-]{16,64}$/.test(id) ? await deps.store.get<SessionRecord>('mcpSessions', id) : undefined;
+          const record = isSessionId(id) ? await deps.store.get<SessionRecord>('mcpSessions', id) : undefined;
           // A record belongs to its user and its route: another route never forgets it.
           if (!record || record.userSub !== claims.sub || record.route !== route.path) return rpcError(404, ErrorCode.SessionNotFound, 'session not found', cors);
           await deps.store.delete('mcpSessions', id!);

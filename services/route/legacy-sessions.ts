@@ -4,6 +4,7 @@ import type { McpSession } from '../../lib/mcp/session.ts';
 import type { Store } from '../../lib/store/store.ts';
 import type { SessionOwnership } from './ownership.ts';
 import type { RouteClaims, SessionRecord } from './registry.ts';
+import { isSessionId, sessionRecord } from './session-record.ts';
 import type { FindSession, RemoteSession } from './remote-session.ts';
 
 // Legacy HTTP+SSE sessions (2024-11-05) across instances. Such a session lives exactly as long
@@ -39,20 +40,7 @@ export function legacySessions(deps: LegacySessionsDeps) {
   const record = async (session: McpSession, claims: RouteClaims): Promise<void> => {
     if (!ownership) return;
     const now = clock.now();
-    const doc: SessionRecord = {
-      route: deps.route,
-      userSub: claims.sub,
-      email: claims.email ?? null,
-      clientId: claims.client_id,
-      protocolVersion: '2024-11-05',
-      initializeParams: null,
-      createdAt: now,
-      lastSeen: now,
-      ...(session.credentialVersion ? { credentialVersion: session.credentialVersion } : {}),
-      owner: ownership.instanceId,
-      epoch: 1,
-      legacy: true,
-    };
+    const doc: SessionRecord = { ...sessionRecord(deps.route, session, claims, now), protocolVersion: '2024-11-05', initializeParams: null, owner: ownership.instanceId, epoch: 1, legacy: true };
     try {
       await ownership.leased();
       await store.put('mcpSessions', session.id, doc, { expiresAt: now + deps.streamTimeoutMs + RECORD_MARGIN_MS });
@@ -68,7 +56,7 @@ export function legacySessions(deps: LegacySessionsDeps) {
     const live = sessions.get(id);
     // Another user's session looks exactly like a missing one: nothing about it leaks.
     if (live) return live.legacy && live.userSub === claims.sub && !deps.credentialChanged(live, claims) ? live : undefined;
-    if (!ownership || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
+    if (!ownership || !isSessionId(id)) return undefined;
     const doc = await store.get<SessionRecord>('mcpSessions', id);
     if (!doc?.legacy || doc.route !== deps.route || doc.userSub !== claims.sub || doc.credentialVersion !== claims.credential?.version) return undefined;
     if (!doc.owner || doc.owner === ownership.instanceId || !(await ownership.alive(doc.owner))) return undefined;

@@ -16,6 +16,7 @@ import type { RouteCredential } from '../../lib/tokens/route-credential.ts';
 import { startRelay, type RelayServe } from '../../lib/mcp/relay.ts';
 import { startOwnership, type SessionOwnership } from './ownership.ts';
 import { RemoteSession, type FindSession } from './remote-session.ts';
+import { isSessionId, sessionRecord, type RecordedClaims } from './session-record.ts';
 import { legacySessions } from './legacy-sessions.ts';
 
 // A route's sessions: the ones this instance holds (each with its backend: a child process or
@@ -129,19 +130,9 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   const recordedAt = new Map<string, number>();
   const records = new Map<string, SessionRecord>();
 
-  const recordSession = async (session: McpSession, claims: Pick<AccessTokenClaims, 'sub' | 'client_id'> & { email?: string }) => {
+  const recordSession = async (session: McpSession, claims: RecordedClaims) => {
     const now = deps.clock.now();
-    const record: SessionRecord = {
-      route: route.path,
-      userSub: claims.sub,
-      email: claims.email ?? null,
-      clientId: claims.client_id,
-      protocolVersion: session.protocolVersion,
-      initializeParams: session.initializeParams ?? null,
-      createdAt: records.get(session.id)?.createdAt ?? now,
-      lastSeen: now,
-      ...(session.credentialVersion ? { credentialVersion: session.credentialVersion } : {}),
-    };
+    const record = sessionRecord(route.path, session, claims, now, records.get(session.id)?.createdAt);
     const first = !records.has(session.id);
     records.set(session.id, record);
     recordedAt.set(session.id, now);
@@ -231,7 +222,7 @@ export function createSessionRegistry(deps: SessionRegistryDeps) {
   };
 
   const sessionFor = async (id: string | null, claims: RouteClaims): Promise<McpSession | RemoteSession | undefined> => {
-    if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) return undefined;
+    if (!isSessionId(id)) return undefined;
     const live = sessions.get(id);
     // Another user's session looks exactly like a missing one: nothing about it leaks.
     if (live) return live.userSub === claims.sub && !credentialChanged(live, claims) ? live : undefined;
