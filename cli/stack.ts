@@ -4,9 +4,10 @@ import { loadCredentialKeys } from '../lib/tokens/credential-keys.ts';
 import { ConfigError } from '../lib/config/load.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
-import { json, type Handler } from '../lib/http/types.ts';
+import { json, urlOf, type HttpHandler } from '../lib/http/types.ts';
+import { webRequest } from '../lib/http/node-request.ts';
 import { healthAnswer } from '../lib/http/health.ts';
-import { serveHandler } from '../lib/http/node-server.ts';
+import { serveHttpHandler } from '../lib/http/node-server.ts';
 import { buildUrlMap, resolveBackend } from '../lib/urlmap.ts';
 import { openSessionStore, openStore } from '../lib/store/open.ts';
 import type { Store } from '../lib/store/store.ts';
@@ -69,17 +70,17 @@ export async function startStack(config: Config, options: { log: Logger; clock?:
     const closeServices = async () => void (await Promise.all([...services.values()].map((s) => s.close())));
 
     const urlMap = buildUrlMap({ routes });
-    const handler: Handler = async (req, ctx) => {
-      const { pathname } = new URL(req.url);
+    const handler: HttpHandler = async (req, ctx) => {
+      const { pathname } = urlOf(req);
       const health = healthAnswer(pathname, config.server.healthPath, store);
       if (health) return health;
       const backend = resolveBackend(urlMap, pathname);
       if (!backend) return json({ error: 'not_found', error_description: `nothing is served at ${pathname}` }, 404);
-      if (backend.kind === 'oauth') return oauth(req, ctx);
+      if (backend.kind === 'oauth') return oauth(webRequest(req), ctx);
       return services.get(backend.route.path)!.handle(req, ctx);
     };
 
-    const server = await serveHandler(handler, { host: config.server.host, port: config.server.port, log, requestTimeoutMs: config.server.requestTimeout, trustedProxies: config.server.trustedProxies });
+    const server = await serveHttpHandler(handler, { host: config.server.host, port: config.server.port, log, requestTimeoutMs: config.server.requestTimeout, trustedProxies: config.server.trustedProxies });
     // Registered last so it runs first: stop taking requests, end sessions (which closes their
     // streams, so the connections can finish), then wait for the server to be done.
     cleanups.push(async () => {

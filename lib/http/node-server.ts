@@ -1,13 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { lazyBody } from './body.ts';
+import { NodeRequest } from './node-request.ts';
 import { clientIp } from './client-ip.ts';
-import { madeAnswer, requestUrl, type Handler, type RequestContext } from './types.ts';
+import { madeAnswer, type Handler, type HttpHandler, type RequestContext } from './types.ts';
 import type { Logger } from '../log.ts';
 
-// The node:http adapter: a few lines between Node's server and the web-standard handlers.
+// The node:http adapter: a few lines between Node's server and the handlers. Web-standard
+// handlers get a web Request; the route services, which read only a few headers and the body,
+// get the request as Node parsed it (node-request.ts: no Request, no web stream per call).
 // It streams both ways (SSE is written chunk by chunk, never buffered) and aborts the
-// Request's signal when the client goes away so handlers can stop work and reap children.
+// request's signal when the client goes away so handlers can stop work and reap children.
 
 export interface ServeOptions {
   host: string;
@@ -34,17 +36,6 @@ export class PortInUseError extends Error {
   constructor(host: string, port: number) {
     super(`port ${port} on ${host} is already in use: stop the other process or choose another port (server.port / --port)`);
   }
-}
-
-/**
- * The web Request for a Node request. The handler runs at once: its body stays in Node's stream
- * until the handler reads it, after checking the caller (body.ts).
- */
-function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
-  const headers = new Headers();
-  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : lazyBody(req);
-  return new Request(requestUrl(req.headers.host, req.url, 'http'), { method: req.method, headers, signal, body, duplex: 'half' } as RequestInit);
 }
 
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
@@ -91,22 +82,41 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
   }
 }
 
-export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'log' | 'trustedProxies'>) {
+type Options = Pick<ServeOptions, 'log' | 'trustedProxies'>;
+
+/** A listener for handlers of web Requests (the SDK's web transport, the OAuth handlers). */
+export function toNodeListener(handler: Handler, options: Options) {
+  return listener((request, ctx) => handler(request.toWebRequest(), ctx), options);
+}
+
+/** A listener for handlers that read only what HttpRequest has (the route services): no web Request is made. */
+export function toHttpListener(handler: HttpHandler, options: Options) {
+  return listener(handler, options);
+}
+
+function listener(handler: (request: NodeRequest, ctx: RequestContext) => Promise<Response>, options: Options) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    const traceHeader = req.headers['x-cloud-trace-context'];
-    const ctx: RequestContext = { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, options.trustedProxies ?? 0), trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
-    let request: Request;
+    let request: NodeRequest;
     try {
-      request = toRequest(req, abort.signal);
+      request = new NodeRequest(req);
     } catch {
       res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
       return;
     }
-    handler(request, ctx)
+    res.once('close', () => {
+      if (!res.writableFinished) request.abort();
+    });
+    const traceHeader = req.headers['x-cloud-trace-context'];
+    const ctx: RequestContext = { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, options.trustedProxies ?? 0), trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
+    let answer: Promise<Response>;
+    try {
+      answer = handler(request, ctx);
+    } catch {
+      // A web Request the platform's own constructor refuses (toWebRequest).
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_request","error_description":"malformed request line or headers"}');
+      return;
+    }
+    answer
       .then((response) => writeResponse(response, res))
       .catch((err: unknown) => {
         options.log.error('unhandled error in request handler', { error: err instanceof Error ? err.stack : String(err), path: req.url?.split('?')[0] });
@@ -116,13 +126,22 @@ export function toNodeListener(handler: Handler, options: Pick<ServeOptions, 'lo
   };
 }
 
-/** Serves `handler` on host:port (0 = any free port). */
+/** Serves `handler` (web Requests) on host:port (0 = any free port). */
 export function serveHandler(handler: Handler, options: ServeOptions): Promise<RunningServer> {
+  return listen(toNodeListener(handler, options), options);
+}
+
+/** Serves `handler` (HttpRequests read where Node parsed them) on host:port (0 = any free port). */
+export function serveHttpHandler(handler: HttpHandler, options: ServeOptions): Promise<RunningServer> {
+  return listen(toHttpListener(handler, options), options);
+}
+
+function listen(onRequest: (req: IncomingMessage, res: ServerResponse) => void, options: ServeOptions): Promise<RunningServer> {
   const requestTimeout = options.requestTimeoutMs ?? 30_000;
   const server = createServer(
     // Response streams (SSE) may last for hours: the timeout covers only receiving the request.
     { keepAliveTimeout: 65_000, requestTimeout, headersTimeout: Math.min(requestTimeout, 60_000), connectionsCheckingInterval: Math.min(requestTimeout, 30_000) / 2 },
-    toNodeListener(handler, options),
+    onRequest,
   );
   // Connections with no request in flight, which close() ends at once, and those whose last
   // answer goes out during the drain. Node's own closeIdleConnections() leaves a connection

@@ -1,6 +1,6 @@
 import type { Clock } from '../../lib/clock.ts';
 import { isLoopbackHost, routeResources, type Config, type RouteConfig } from '../../lib/config/config.ts';
-import { madeAnswer, type RequestContext } from '../../lib/http/types.ts';
+import { madeAnswer, urlOf, type HttpRequest, type RequestContext } from '../../lib/http/types.ts';
 import { readBodyLimited } from '../../lib/http/body.ts';
 import type { Logger } from '../../lib/log.ts';
 import { randomToken } from '../../lib/random.ts';
@@ -38,7 +38,7 @@ export interface RouteServiceDeps {
 }
 
 export interface RouteService {
-  handle(req: Request, ctx: RequestContext): Promise<Response>;
+  handle(req: HttpRequest, ctx: RequestContext): Promise<Response>;
   /** Lets calls in flight finish (up to `drainMs`), then ends every session and child; resolves once all are gone. */
   close(drainMs?: number): Promise<void>;
   sessionCount(): number;
@@ -76,7 +76,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     }
   };
 
-  const corsHeaders = (req: Request): Record<string, string> => {
+  const corsHeaders = (req: HttpRequest): Record<string, string> => {
     const origin = req.headers.get('origin');
     if (!origin || !originAllowed(origin)) return {};
     return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'origin' };
@@ -115,7 +115,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
   };
 
   /** The POSTed JSON-RPC message or batch, or the error answer for a body that isn't one. */
-  const readMessages = async (req: Request, cors: Record<string, string>): Promise<{ messages: JsonRpcMessage[]; batch: boolean } | Response> => {
+  const readMessages = async (req: HttpRequest, cors: Record<string, string>): Promise<{ messages: JsonRpcMessage[]; batch: boolean } | Response> => {
     // Both transports: a text/plain POST is what a web page can send without a preflight.
     if (!(req.headers.get('content-type') ?? '').toLowerCase().startsWith('application/json')) return rpcError(415, ErrorCode.InvalidRequest, 'Content-Type must be application/json', cors);
     const text = await readBodyLimited(req, MAX_BODY_BYTES);
@@ -132,7 +132,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return { messages: messages as JsonRpcMessage[], batch };
   };
 
-  const post = async (req: Request, claims: RouteClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
+  const post = async (req: HttpRequest, claims: RouteClaims, cors: Record<string, string>, protocolVersion: string): Promise<Response> => {
     const body = await readMessages(req, cors);
     if (body instanceof Response) return body;
     const { messages: valid, batch } = body;
@@ -201,7 +201,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
    * The instance holding the stream owns the session; a POST landing on another is relayed to
    * it (legacy-sessions.ts), as Cloud Run's balancer keeps no client on one instance.
    */
-  const legacy = async (req: Request, url: URL, claims: RouteClaims, cors: Record<string, string>): Promise<Response> => {
+  const legacy = async (req: HttpRequest, url: URL, claims: RouteClaims, cors: Record<string, string>): Promise<Response> => {
     if (url.pathname.endsWith('/sse')) {
       if (req.method !== 'GET') return new Response(null, { status: 405, headers: { ...cors, allow: 'GET' } });
       const full = refuseNewSession(claims, cors);
@@ -220,7 +220,7 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     return session.postLegacy(body.messages, req.signal, cors);
   };
 
-  const handle = async (req: Request): Promise<Response> => {
+  const handle = async (req: HttpRequest): Promise<Response> => {
     try {
       return await serve(req);
     } catch (err) {
@@ -230,8 +230,8 @@ export function createRouteService(deps: RouteServiceDeps): RouteService {
     }
   };
 
-  const serve = async (req: Request): Promise<Response> => {
-    const url = new URL(req.url);
+  const serve = async (req: HttpRequest): Promise<Response> => {
+    const url = urlOf(req);
     const cors = corsHeaders(req);
     const origin = req.headers.get('origin');
     if (origin && !originAllowed(origin)) return rpcError(403, ErrorCode.InvalidRequest, `Origin ${origin} is not allowed`);

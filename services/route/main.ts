@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { systemClock } from '../../lib/clock.ts';
 import { ConfigError, loadConfig } from '../../lib/config/load.ts';
 import type { StdioRouteConfig } from '../../lib/config/config.ts';
-import { serveHandler } from '../../lib/http/node-server.ts';
+import { serveHttpHandler } from '../../lib/http/node-server.ts';
 import { createLogger } from '../../lib/log.ts';
 import { openSessionStore } from '../../lib/store/open.ts';
-import type { Handler } from '../../lib/http/types.ts';
+import { urlOf, type HttpHandler } from '../../lib/http/types.ts';
 import { healthAnswer } from '../../lib/http/health.ts';
 import { createAccessTokenVerifier } from '../../lib/tokens/access-token.ts';
 import { loadAssertionKeys, type SigningKey } from '../../lib/tokens/keys.ts';
@@ -60,8 +60,8 @@ try {
   const credentialKeys = route.userCredential ? await loadRouteCredentialKeys(undefined, systemClock, route, process.env) : undefined;
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log: log.child({ route: route.path }), assertionKey, credentialKeys });
   // Liveness, and readiness (the startup probe the deploy plan sets): the sessions store answers.
-  const handler: Handler = (req, ctx) => healthAnswer(new URL(req.url).pathname, config.server.healthPath, store) ?? service.handle(req, ctx);
-  const server = await serveHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
+  const handler: HttpHandler = (req, ctx) => healthAnswer(urlOf(req).pathname, config.server.healthPath, store) ?? service.handle(req, ctx);
+  const server = await serveHttpHandler(handler, { host: config.server.host, port: Number(process.env.PORT ?? config.server.port), log, trustedProxies: config.server.trustedProxies, drainMs: DRAIN_MS + 2000, requestTimeoutMs: config.server.requestTimeout });
   log.info('route listening', { route: route.path, port: server.port, type: route.type });
   // Stop accepting, let calls finish, end sessions and children, exit: all inside Cloud Run's 10 s.
   const stop = async (signal: string) => {

@@ -264,6 +264,9 @@ const rawCases = (): Array<[string, () => string, string, number?]> => [
   ['9 MiB announced, none sent, no token', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${9 * 1024 * 1024}\r\n\r\n`, '401'],
   ['a body that stops halfway (slow body)', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`, '408', 8_000],
   ['headers that never end (slowloris)', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n`, '408', 8_000],
+  // Read as one field, as a web Headers would ("Bearer a, Bearer b"): neither token alone is taken, whichever comes first.
+  ['two Authorization headers, a good token first', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nAuthorization: Bearer forged\r\nContent-Type: application/json\r\nContent-Length: ${LIST.length}\r\n\r\n${LIST}`, '401'],
+  ['two Authorization headers, the same good token twice', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: ${LIST.length}\r\n\r\n${LIST}`, '401'],
   ['a 100 KB Authorization header', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'A'.repeat(100_000)}\r\nContent-Length: 2\r\n\r\n{}`, '431'],
   ['a Content-Length of 1 GB on a tiny body', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{}`, '413'],
   ['Transfer-Encoding that does not end in chunked', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n`, '400'],

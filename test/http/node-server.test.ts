@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { serveHandler } from '../../lib/http/node-server.ts';
+import { serveHandler, serveHttpHandler } from '../../lib/http/node-server.ts';
+import { readBodyLimited } from '../../lib/http/body.ts';
 import { silentLogger } from '../../lib/log.ts';
 
 // Shutdown: close() lets requests in flight finish, and does not wait for connections that
@@ -62,6 +63,97 @@ describe('the client address behind trusted proxies', () => {
         socket.setEncoding('utf8').on('data', (t: string) => (text += t)).once('end', () => resolve(text.split('\r\n\r\n')[1]!)).once('error', reject);
       });
       expect(answer).toBe('203.0.113.7');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+// The route services get the request as Node parsed it (node-request.ts), no web Request: it
+// must read the same as one would, headers, body limit and abort signal alike.
+describe('serveHttpHandler: requests as Node parsed them', () => {
+  /** One raw HTTP/1.1 exchange, written part by part; the answer's status line and (de-chunked) body. */
+  const raw = (port: number, request: string | Array<string | Buffer>) =>
+    new Promise<{ status: string; body: string }>((resolve, reject) => {
+      // Parts 20 ms apart, so each reaches the server as a chunk of its own.
+      const socket = connect(port, '127.0.0.1', async () => {
+        for (const part of [request].flat()) {
+          socket.write(part);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      });
+      let text = '';
+      socket.setEncoding('utf8').on('data', (t: string) => (text += t)).once('error', reject).once('end', () => {
+        const [head, ...rest] = text.split('\r\n\r\n');
+        let body = rest.join('\r\n\r\n');
+        if (/transfer-encoding: chunked/i.test(head!)) body = body.replace(/([0-9a-f]+)\r\n([\s\S]*?)\r\n/gi, (_m, _size: string, data: string) => data);
+        resolve({ status: head!.split('\r\n')[0]!, body });
+      });
+    });
+
+  it('reads a repeated header as all its fields joined, as a web Headers would: two Authorization headers are not one token', async () => {
+    const server = await serveHttpHandler(async (req) => new Response(String(req.headers.get('authorization'))), { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const answer = await raw(server.port, 'GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer first\r\nAuthorization: Bearer second\r\nConnection: close\r\n\r\n');
+      expect(answer.body).toBe('Bearer first, Bearer second');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('answers 400 to a Host that is not a host, before any handler runs', async () => {
+    let ran = false;
+    const server = await serveHttpHandler(async () => ((ran = true), new Response('ok')), { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const answer = await raw(server.port, 'GET / HTTP/1.1\r\nHost: x/../admin\r\nConnection: close\r\n\r\n');
+      expect(answer.status).toBe('HTTP/1.1 400 Bad Request');
+      expect(JSON.parse(answer.body)).toEqual({ error: 'invalid_request', error_description: 'malformed request line or headers' });
+      expect(ran).toBe(false);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reads a chunked body whole, a character split between chunks included, and refuses one over the limit without a length', async () => {
+    const server = await serveHttpHandler(async (req) => {
+      const text = await readBodyLimited(req, 16);
+      return text === undefined ? new Response('too large', { status: 413 }) : new Response(text);
+    }, { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const euro = Buffer.from('€'); // three bytes, sent as two chunks of the body
+      const head = 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n';
+      const split = await raw(server.port, [head, Buffer.concat([Buffer.from('2\r\n'), euro.subarray(0, 2), Buffer.from('\r\n')]), Buffer.concat([Buffer.from('1\r\n'), euro.subarray(2), Buffer.from('\r\n0\r\n\r\n')])]);
+      expect(split).toEqual({ status: 'HTTP/1.1 200 OK', body: '€' });
+      const big = await raw(server.port, [head, `10\r\n${'a'.repeat(16)}\r\n`, `10\r\n${'b'.repeat(16)}\r\n0\r\n\r\n`]);
+      expect(big.status).toBe('HTTP/1.1 413 Payload Too Large');
+      const declared = await raw(server.port, `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\nConnection: close\r\n\r\n${'c'.repeat(17)}`);
+      expect(declared.status).toBe('HTTP/1.1 413 Payload Too Large');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("aborts the request's signal when the client goes away, whether the handler took it before or after", async () => {
+    const seen: Array<Promise<'aborted'>> = [];
+    let arrived!: () => void;
+    const both = new Promise<void>((resolve) => (arrived = resolve));
+    let count = 0;
+    const server = await serveHttpHandler(async (req) => {
+      const early = req.url.endsWith('/early');
+      const wait = (signal: AbortSignal) => new Promise<'aborted'>((resolve) => (signal.aborted ? resolve('aborted') : signal.addEventListener('abort', () => resolve('aborted'))));
+      if (early) seen.push(wait(req.signal));
+      if (++count === 2) arrived();
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the client is gone by now
+      if (!early) seen.push(wait(req.signal));
+      await Promise.all(seen);
+      return new Response('late');
+    }, { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const sockets = ['/early', '/late'].map((path) => connect(server.port, '127.0.0.1', function (this: import('node:net').Socket) { this.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`); }));
+      await both;
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(await Promise.all(seen)).toEqual(['aborted', 'aborted']);
     } finally {
       await server.close();
     }

@@ -1,7 +1,7 @@
 import { systemClock } from '../../lib/clock.ts';
 import { parseConfig } from '../../lib/config/load.ts';
 import type { Config, HttpRouteConfig, RouteConfig } from '../../lib/config/config.ts';
-import { serveHandler, type RunningServer } from '../../lib/http/node-server.ts';
+import { serveHttpHandler, type RunningServer } from '../../lib/http/node-server.ts';
 import { silentLogger, type Logger } from '../../lib/log.ts';
 import { openSqliteStore } from '../../lib/store/sqlite-store.ts';
 import type { Store } from '../../lib/store/store.ts';
@@ -42,7 +42,7 @@ export async function startRoute(routeYaml: string, options: { store?: Store; lo
   const verifier = createAccessTokenVerifier({ issuer, keys: [...keys.published], clock: systemClock });
   const log = options.log ?? silentLogger;
   const service = createRouteService({ config, route, store, verifier, clock: systemClock, log, keepaliveMs: options.keepaliveMs });
-  const running = await serveHandler((req, ctx) => service.handle(req, ctx), { host: '127.0.0.1', port, log });
+  const running = await serveHttpHandler((req, ctx) => service.handle(req, ctx), { host: '127.0.0.1', port, log });
   const url = `${issuer}${route.path}/mcp`;
   const token = async (o: { sub?: string; aud?: string; ttlMs?: number } = {}) =>
     (await signAccessToken(keys.current, issuer, o.ttlMs ?? 3_600_000, systemClock, { sub: o.sub ?? 'dev:ada@example.com', email: 'ada@example.com', aud: o.aud ?? url, client_id: 'test-client', scope: 'mcp' })).token;

@@ -1,0 +1,130 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { requestUrl, type HttpRequest } from './types.ts';
+
+// A Node request as the route services read it, without building a web Request: a call's
+// headers are read where Node parsed them, its body straight from the socket (one read, one
+// limit), its signal made only when asked for. The web Request, when a handler needs one
+// (the OAuth handlers behind `serve`), is made from it on demand.
+
+export class NodeRequest implements HttpRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly #req: IncomingMessage;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #body: ReadableStream<Uint8Array> | null | undefined;
+  #web: Request | undefined;
+
+  /** Throws on a Host that is not a host (requestUrl): the caller answers 400. */
+  constructor(req: IncomingMessage) {
+    this.#req = req;
+    this.method = req.method ?? 'GET';
+    this.url = requestUrl(req.headers.host, req.url, 'http');
+  }
+
+  /** Each header as a web Headers would give it: every field of that name, joined by ", " (a repeated Authorization is not silently its first). */
+  readonly headers = {
+    get: (name: string): string | null => this.#req.headersDistinct[name.toLowerCase()]?.join(', ') ?? null,
+  };
+
+  /** Aborted when the client goes away before the answer is out. */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    if (this.#aborted) this.#controller.abort();
+    return this.#controller.signal;
+  }
+
+  /** The client went away: whoever holds the signal stops. */
+  abort(): void {
+    this.#aborted = true;
+    this.#controller?.abort();
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#body === undefined) this.#body = this.method === 'GET' || this.method === 'HEAD' ? null : lazyBody(this.#req);
+    return this.#body;
+  }
+
+  /**
+   * The body as UTF-8 text, read from the socket in one pass, or undefined when it is (or
+   * declares itself) larger than `limit` bytes; the rest is then discarded, never buffered.
+   */
+  text(limit: number): Promise<string | undefined> {
+    const source = this.#req;
+    if (Number(source.headers['content-length'] ?? 0) > limit) return Promise.resolve(undefined);
+    if (source.readableEnded) return Promise.resolve('');
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = () => source.off('data', onData).off('end', onEnd).off('error', onError);
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= limit) return void chunks.push(chunk);
+        done();
+        source.resume(); // drain, don't keep
+        resolve(undefined);
+      };
+      const onEnd = () => {
+        done();
+        resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'));
+      };
+      const onError = (err: Error) => {
+        done();
+        reject(err);
+      };
+      source.on('data', onData).on('end', onEnd).on('error', onError);
+    });
+  }
+
+  /** The same request as a web Request, made once, for handlers that need the whole API. */
+  toWebRequest(): Request {
+    if (this.#web) return this.#web;
+    const headers = new Headers();
+    const raw = this.#req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+    this.#web = new Request(this.url, { method: this.method, headers, signal: this.signal, body: this.body, duplex: 'half' } as RequestInit);
+    return this.#web;
+  }
+}
+
+/** A web Request for any request: itself, or the one a NodeRequest makes. */
+export function webRequest(req: HttpRequest): Request {
+  if (req instanceof NodeRequest) return req.toWebRequest();
+  if (req instanceof Request) return req;
+  throw new TypeError('not a request this server made');
+}
+
+/**
+ * A Node request body as a web stream that reads nothing until it is pulled, a chunk per pull:
+ * bytes stay in the socket (TCP pushes back) until a handler asks for them. One never read is
+ * discarded by Node when the answer goes out.
+ */
+export function lazyBody(source: Readable): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(
+    {
+      pull: (controller) =>
+        new Promise<void>((resolve) => {
+          const stopWaiting = () => source.off('readable', step).off('end', step).off('error', fail);
+          const fail = (err: Error) => {
+            stopWaiting();
+            controller.error(err);
+            resolve();
+          };
+          // One chunk if there is one; at the end, close; otherwise wait for either. ('end' can
+          // come without another 'readable' once the last chunk was taken.)
+          function step() {
+            stopWaiting();
+            const chunk = source.read() as Buffer | null;
+            if (chunk !== null) controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+            else if (source.readableEnded) controller.close();
+            else return void source.on('readable', step).on('end', step).on('error', fail);
+            resolve();
+          }
+          step();
+        }),
+      cancel: () => void source.resume(), // drain, don't keep
+    },
+    { highWaterMark: 0 },
+  );
+}
