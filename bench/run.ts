@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { cpuWindow, descendantPids, rssKiB } from './process-usage.ts';
 import { renderResults, type Row, type RunInfo } from './report.ts';
-import { directStdio, mcpFront, mcpProxy, ROOT, sdkServer, stdioBridges, supergateway, twoRouteInstances, type Target } from './targets.ts';
+import { directStdio, mcpFront, mcpProxy, ROOT, sdkServer, stdioBridges, supergateway, twoRouteInstances, type Connection, type Target } from './targets.ts';
 import { countedCallsPerToolCall, oauthFunctionColdStart, routeServiceColdStart, TOKEN_PROVIDER, tokenThroughput } from './server-metrics.ts';
 
 // `npm run bench [-- --quick]`: every target and metric in one run on this machine, written to
@@ -47,16 +47,29 @@ async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   return [performance.now() - start, value];
 }
 
+/** One set-up: connect, initialize, list the tools; the session is closed after it is timed. */
+async function setupOnce(target: Target): Promise<number> {
+  const [ms, session] = await timed(async () => {
+    const s = await target.connect();
+    await s.client.listTools();
+    return s;
+  });
+  await session.close();
+  return ms;
+}
+
+const floor = directStdio();
+
 async function measure(target: Target): Promise<Row> {
   const setup: number[] = [];
+  // Each set-up paired with one of the floor's (spawning the demo server directly) just before
+  // it: the difference is what the target adds, free of the drift of a shared machine.
+  const overFloor: number[] = [];
   for (let i = 0; i < N.setup; i++) {
-    const [ms, session] = await timed(async () => {
-      const s = await target.connect();
-      await s.client.listTools();
-      return s;
-    });
+    const base = target.role === 'floor' ? undefined : await setupOnce(floor);
+    const ms = await setupOnce(target);
     setup.push(ms);
-    await session.close();
+    if (base !== undefined) overFloor.push(ms - base);
   }
   // Memory before the load below: its garbage, collected while sessions open, would hide their growth.
   const memory = target.pids.length ? await sessionMemory(target) : {};
@@ -90,20 +103,71 @@ async function measure(target: Target): Promise<Row> {
     if (childrenUs !== undefined) cpu.childrenCpuUs = Math.round(childrenUs / done);
   }
   await session.close();
+  const sessions: Pick<Row, 'sessionsThroughput' | 'wrongAnswers' | 'gatewayCpuUs' | 'childrenCpuUs'> = {};
+  if (target.manySessions !== false) {
+    sessions.sessionsThroughput = {};
+    sessions.wrongAnswers = {};
+    for (const count of SESSION_COUNTS) {
+      const load = await manySessions(target, count);
+      sessions.sessionsThroughput[count] = load.rate;
+      sessions.wrongAnswers[count] = load.wrong;
+      // CPU per call as the issue counts it: at 8 sessions, one call in flight on each.
+      if (count === 8) Object.assign(sessions, { gatewayCpuUs: load.gatewayUs ?? cpu.gatewayCpuUs, childrenCpuUs: load.childrenUs ?? cpu.childrenCpuUs });
+    }
+  }
   return {
     target: target.name,
     version: target.version,
     role: target.role,
     setupP50: round(pct(setup, 50)),
     setupP95: round(pct(setup, 95)),
+    ...(overFloor.length ? { setupOverFloorMs: round(pct(overFloor, 50)) } : {}),
     echoP50: round(pct(echoes, 50)),
     echoP99: round(pct(echoes, 99)),
     bigP50: round(pct(big, 50)),
     bigP99: round(pct(big, 99)),
     throughput,
     ...cpu,
+    ...sessions,
     ...memory,
   };
+}
+
+const SESSION_COUNTS = [8, 32] as const;
+
+/**
+ * Calls/s with `count` sessions open at once, one call in flight on each: the load of that many
+ * users, each session with its own server where the gateway gives it one. Every answer is
+ * checked against the text sent: a gateway that hands a session another's answer is counted.
+ * CPU per call of the gateway and of the servers over the same window.
+ */
+async function manySessions(target: Target, count: number): Promise<{ rate: number; wrong: number; gatewayUs?: number; childrenUs?: number }> {
+  const open: Connection[] = [];
+  try {
+    // Opened eight at a time, each warmed with one call before the window opens.
+    for (let i = 0; i < count; i += 8) open.push(...(await Promise.all(Array.from({ length: Math.min(8, count - i) }, () => target.connect()))));
+    await Promise.all(open.map((s) => s.client.callTool(echo)));
+    const children = () => (target.pids.length ? descendantPids(target.pids) : open.flatMap((s) => (s.serverPid ? [s.serverPid] : [])));
+    const [gateway, servers] = [cpuWindow(() => target.pids), cpuWindow(children)];
+    let done = 0;
+    let wrong = 0;
+    const until = performance.now() + N.seconds * 1000;
+    await Promise.all(
+      open.map(async (s, index) => {
+        for (let n = 0; performance.now() < until; n++) {
+          const text = `${index}:${n}`;
+          const result = (await s.client.callTool({ name: 'echo', arguments: { text } })) as { content?: Array<{ text?: string }> };
+          if (result.content?.[0]?.text !== text) wrong++;
+          done++;
+        }
+      }),
+    );
+    const [gatewayUs, childrenUs] = [gateway.end(), servers.end()];
+    return { rate: Math.round(done / N.seconds), wrong, gatewayUs: gatewayUs === undefined ? undefined : Math.round(gatewayUs / done), childrenUs: childrenUs === undefined ? undefined : Math.round(childrenUs / done) };
+  } finally {
+    await Promise.all(open.map((s) => s.close()));
+    await pause(1000); // their servers exit before anything else is timed
+  }
 }
 
 /** RSS growth per open session: N sessions, each having made one call, measured after a pause for GC to settle, against the same before opening them. */
@@ -163,7 +227,7 @@ async function measureAlone(start: () => Promise<Target>): Promise<void> {
 
 const front = await mcpFront();
 try {
-  await measureAll([directStdio()]);
+  await measureAll([floor]);
   await measureAlone(sdkServer);
   await measureAll(front.targets);
   // The emulator or an instance failing to start costs these two rows, not the run.

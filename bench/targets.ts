@@ -36,6 +36,8 @@ export interface Target {
   readonly role: TargetRole;
   /** The gateway processes (CPU and RSS are read from them, summed; their descendants are its children); none for the floor and the client-side bridges. */
   readonly pids: readonly number[];
+  /** Whether to measure it with many sessions at once (8 and 32); not for the client-side bridges (a process per session) nor the two-instance pairs (minutes to open). */
+  readonly manySessions?: boolean;
   /** A fresh connected client: connect + initialize. */
   connect(): Promise<Connection>;
   /** A full GC in the gateway process, where it can be asked for one (its inspector): memory is then read without garbage in it. */
@@ -194,6 +196,7 @@ export async function stdioBridges(baseUrl: string): Promise<Target[]> {
       role: 'bridge',
       version: `mcp-front (node ${version('node')})`,
       pids: [],
+      manySessions: false,
       connect: () => connectWith(stdio(['cli/mcp-front.ts', 'connect', route], { MCP_FRONT_CONNECT_DIR: dir, MCP_FRONT_BROWSER: 'none' })),
       stop: async () => undefined,
     },
@@ -202,6 +205,7 @@ export async function stdioBridges(baseUrl: string): Promise<Target[]> {
       role: 'bridge',
       version: `mcp-remote ${version('mcp-remote')}`,
       pids: [],
+      manySessions: false,
       connect: () => connectWith(stdio(['node_modules/mcp-remote/dist/proxy.js', route, '--allow-http', '--transport', 'http-only', '--header', `Authorization: Bearer ${tokens.access_token}`], { MCP_REMOTE_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'mcp-remote-')) })),
       stop: async () => undefined,
     },
@@ -281,6 +285,7 @@ export async function twoRouteInstances(): Promise<{ targets: Target[]; stop(): 
         role: 'mcp-front',
         version: `mcp-front (node ${version('node')})`,
         pids: instances.map((i) => i.pid()),
+        manySessions: false,
         connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(balancer.url), { requestInit: { headers } })),
         stop: async () => undefined,
       });
