@@ -26,6 +26,8 @@ export interface Row {
   gatewayCpuUs?: number;
   /** µs of CPU of their descendants (the floor: its own servers) per echo call, same window. */
   childrenCpuUs?: number;
+  /** The floor's servers' µs per call when called directly at this target's 8-session rate. */
+  floorChildrenCpuUsAtRate?: number;
   rssIdle?: number;
   rssOpen?: number;
   perSessionKiB?: number;
@@ -109,12 +111,12 @@ export function renderResults(rows: readonly Row[], server: ServerFigures, run: 
     ...(floor ? ['Added latency over the floor (echo): ' + rows.filter((r) => r !== floor).map((r) => `${r.target}: p50 +${round(r.echoP50 - floor.echoP50)} ms, p99 +${round(r.echoP99 - floor.echoP99)} ms`).join('; ') + '.', ''] : []),
     '## Targets',
     '',
-    `Ratios from this run: CPU and echo p50 to the MCP SDK server's (${dash(sdk?.gatewayCpuUs)} µs/call, ${dash(sdk?.echoP50)} ms); calls/s to the best peer's that gave every session its own answers (8 sessions: ${bestName(bestS8, bestS8?.sessionsThroughput?.[8])}; 32 sessions: ${bestName(bestS32, bestS32?.sessionsThroughput?.[32])}), and on one session to the best peer's (C=8: ${bestName(best8, best8?.throughput[8])}; C=32: ${bestName(best32, best32?.throughput[32])}); children CPU to the direct floor's servers (${dash(floor?.childrenCpuUs)} µs/call), CPU figures at 8 sessions; set-up over the floor's: the median difference to a floor set-up (spawning the demo server) made just before each.`,
+    `Ratios from this run: CPU and echo p50 to the MCP SDK server's (${dash(sdk?.gatewayCpuUs)} µs/call, ${dash(sdk?.echoP50)} ms); calls/s to the best peer's that gave every session its own answers (8 sessions: ${bestName(bestS8, bestS8?.sessionsThroughput?.[8])}; 32 sessions: ${bestName(bestS32, bestS32?.sessionsThroughput?.[32])}), and on one session to the best peer's (C=8: ${bestName(best8, best8?.throughput[8])}; C=32: ${bestName(best32, best32?.throughput[32])}); children CPU to the floor's own servers called directly at the same rate (8 sessions, calls paced to the target's 8-session rate: a server woken for each call costs more per call than a busy one, ${dash(floor?.childrenCpuUs)} µs/call at the floor's own full rate), CPU figures at 8 sessions; set-up over the floor's: the median difference to a floor set-up (spawning the demo server) made just before each.`,
     '',
-    tableRow(['target', "gateway CPU/call ÷ SDK server's", "8 sessions ÷ best peer's", "32 sessions ÷ best peer's", "one session, C=8 ÷ best peer's", "C=32 ÷ best peer's", "echo p50 ÷ SDK server's", "children CPU/call ÷ floor's", "setup − floor's (ms, paired)", 'KiB/session', 'server KiB/session']),
+    tableRow(['target', "gateway CPU/call ÷ SDK server's", "8 sessions ÷ best peer's", "32 sessions ÷ best peer's", "one session, C=8 ÷ best peer's", "C=32 ÷ best peer's", "echo p50 ÷ SDK server's", "children CPU/call ÷ floor's at the same rate", "setup − floor's (ms, paired)", 'KiB/session', 'server KiB/session']),
     tableRow(Array(11).fill('---')),
     ...rows.map((r) =>
-      tableRow([r.target, times(r.gatewayCpuUs, sdk?.gatewayCpuUs), times(r.sessionsThroughput?.[8], bestS8?.sessionsThroughput?.[8]), times(r.sessionsThroughput?.[32], bestS32?.sessionsThroughput?.[32]), times(r.throughput[8], best8?.throughput[8]), times(r.throughput[32], best32?.throughput[32]), times(r.echoP50, sdk?.echoP50), times(r.childrenCpuUs, floor?.childrenCpuUs), dash(r.setupOverFloorMs), dash(r.perSessionKiB), dash(r.childrenPerSessionKiB)]),
+      tableRow([r.target, times(r.gatewayCpuUs, sdk?.gatewayCpuUs), times(r.sessionsThroughput?.[8], bestS8?.sessionsThroughput?.[8]), times(r.sessionsThroughput?.[32], bestS32?.sessionsThroughput?.[32]), times(r.throughput[8], best8?.throughput[8]), times(r.throughput[32], best32?.throughput[32]), times(r.echoP50, sdk?.echoP50), times(r.childrenCpuUs, r.floorChildrenCpuUsAtRate), dash(r.setupOverFloorMs), dash(r.perSessionKiB), dash(r.childrenPerSessionKiB)]),
     ),
     '',
     '## Authorization server and store',

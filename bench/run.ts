@@ -103,7 +103,7 @@ async function measure(target: Target): Promise<Row> {
     if (childrenUs !== undefined) cpu.childrenCpuUs = Math.round(childrenUs / done);
   }
   await session.close();
-  const sessions: Pick<Row, 'sessionsThroughput' | 'wrongAnswers' | 'gatewayCpuUs' | 'childrenCpuUs'> = {};
+  const sessions: Pick<Row, 'sessionsThroughput' | 'wrongAnswers' | 'gatewayCpuUs' | 'childrenCpuUs' | 'floorChildrenCpuUsAtRate'> = {};
   if (target.manySessions !== false) {
     sessions.sessionsThroughput = {};
     sessions.wrongAnswers = {};
@@ -112,7 +112,12 @@ async function measure(target: Target): Promise<Row> {
       sessions.sessionsThroughput[count] = load.rate;
       sessions.wrongAnswers[count] = load.wrong;
       // CPU per call as the issue counts it: at 8 sessions, one call in flight on each.
-      if (count === 8) Object.assign(sessions, { gatewayCpuUs: load.gatewayUs ?? cpu.gatewayCpuUs, childrenCpuUs: load.childrenUs ?? cpu.childrenCpuUs });
+      if (count !== 8) continue;
+      Object.assign(sessions, { gatewayCpuUs: load.gatewayUs ?? cpu.gatewayCpuUs, childrenCpuUs: load.childrenUs ?? cpu.childrenCpuUs });
+      // A server's CPU per call depends on how often it is called (woken from idle at each
+      // call, or kept busy): its cost behind this gateway is compared with the floor's own
+      // servers called directly at the same rate.
+      if (target.role !== 'floor' && target.pids.length) sessions.floorChildrenCpuUsAtRate = (await manySessions(floor, 8, load.rate)).childrenUs;
     }
   }
   return {
@@ -139,9 +144,10 @@ const SESSION_COUNTS = [8, 32] as const;
  * Calls/s with `count` sessions open at once, one call in flight on each: the load of that many
  * users, each session with its own server where the gateway gives it one. Every answer is
  * checked against the text sent: a gateway that hands a session another's answer is counted.
- * CPU per call of the gateway and of the servers over the same window.
+ * CPU per call of the gateway and of the servers over the same window. With `pace`, calls/s
+ * in all are held to it (each session's calls spaced evenly), for a comparison at equal rates.
  */
-async function manySessions(target: Target, count: number): Promise<{ rate: number; wrong: number; gatewayUs?: number; childrenUs?: number }> {
+async function manySessions(target: Target, count: number, pace?: number): Promise<{ rate: number; wrong: number; gatewayUs?: number; childrenUs?: number }> {
   const open: Connection[] = [];
   try {
     // Opened eight at a time, each warmed with one call before the window opens.
@@ -151,10 +157,13 @@ async function manySessions(target: Target, count: number): Promise<{ rate: numb
     const [gateway, servers] = [cpuWindow(() => target.pids), cpuWindow(children)];
     let done = 0;
     let wrong = 0;
-    const until = performance.now() + N.seconds * 1000;
+    const started = performance.now();
+    const until = started + N.seconds * 1000;
     await Promise.all(
       open.map(async (s, index) => {
         for (let n = 0; performance.now() < until; n++) {
+          const due = pace ? started + (n * count * 1000) / pace - performance.now() : 0;
+          if (due > 0) await pause(due);
           const text = `${index}:${n}`;
           const result = (await s.client.callTool({ name: 'echo', arguments: { text } })) as { content?: Array<{ text?: string }> };
           if (result.content?.[0]?.text !== text) wrong++;
