@@ -204,7 +204,7 @@ const cases = (): Case[] => [
   ['a batch of one good message and garbage', '/demo/mcp', post(() => ada(), `[${LIST},1]`), 400],
   ['JSON nested 100 000 deep', '/demo/mcp', post(() => ada(), `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`), 400],
   ['a UTF-16 body', '/demo/mcp', () => ({ method: 'POST', headers: ada({ 'content-type': 'application/json', accept: MCP_ACCEPT }), body: new Uint8Array(Buffer.from(`\ufeff${INIT}`, 'utf16le')) }), 400],
-  // Past the route's 4 MiB limit, under the server's 8 MiB one.
+  // Past the route's 4 MiB limit, the one limit a route's body is read against.
   ['a 5 MiB body', '/demo/mcp', post(() => ada(), JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { pad: 'x'.repeat(5 * 1024 * 1024) } })), 413],
   ['legacy message: 9 MiB', '/demo/message?session=ADA_LEGACY', () => post(bearer('ada /demo/sse'), 'x'.repeat(9 * 1024 * 1024))(), 413],
   // Paths
