@@ -56,6 +56,8 @@ export interface RunInfo {
   /** Why the two-instance rows are absent, when they are. */
   skipped: string[];
   failed: Array<{ target: string; error: string }>;
+  /** Targets measured on a second attempt, with the first attempt's failure. */
+  retried: Array<{ target: string; error: string }>;
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -107,7 +109,8 @@ export function renderResults(rows: readonly Row[], server: ServerFigures, run: 
     ),
     '',
     ...run.skipped.map((reason) => `Not measured: ${reason}.`),
-    ...run.failed.map((f) => `Not measured: ${f.target} failed: ${f.error}`),
+    ...run.failed.map((f) => `Not measured: ${f.target} failed twice, the second time: ${f.error}`),
+    ...run.retried.map((f) => `Measured on a second attempt: ${f.target}; the first failed: ${f.error}`),
     ...(floor ? ['Added latency over the floor (echo): ' + rows.filter((r) => r !== floor).map((r) => `${r.target}: p50 +${round(r.echoP50 - floor.echoP50)} ms, p99 +${round(r.echoP99 - floor.echoP99)} ms`).join('; ') + '.', ''] : []),
     '## Targets',
     '',

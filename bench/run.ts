@@ -207,19 +207,30 @@ async function sessionMemory(target: Target): Promise<Pick<Row, 'rssIdle' | 'rss
 }
 
 const rows: Row[] = [];
-const run: RunInfo = { date: new Date().toISOString(), commit, machine: `${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`, quick, sessions: N.sessions, settleSeconds: N.settleMs / 1000, skipped: [], failed: [] };
+const run: RunInfo = { date: new Date().toISOString(), commit, machine: `${cpus().length}× ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`, quick, sessions: N.sessions, settleSeconds: N.settleMs / 1000, skipped: [], failed: [], retried: [] };
 
-/** Measures each target in turn; one that fails is reported, and the others still measured. */
+/**
+ * Measures each target in turn. One that fails is measured once more (a loaded emulator can
+ * miss a 5 s deadline), and the first failure is reported with its figures; one that fails
+ * twice is reported, and the others still measured.
+ */
 async function measureAll(targets: readonly Target[]): Promise<void> {
   for (const target of targets) {
-    process.stderr.write(`measuring ${target.name}…`);
-    const started = performance.now();
-    try {
-      rows.push(await measure(target));
-      process.stderr.write(` ${Math.round((performance.now() - started) / 1000)} s\n`);
-    } catch (err) {
-      process.stderr.write(` failed: ${(err as Error).message}\n`);
-      run.failed.push({ target: target.name, error: (err as Error).message.split('\n')[0]! });
+    let firstFailure: string | undefined;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      process.stderr.write(`measuring ${target.name}${attempt > 1 ? ' (again)' : ''}…`);
+      const started = performance.now();
+      try {
+        rows.push(await measure(target));
+        process.stderr.write(` ${Math.round((performance.now() - started) / 1000)} s\n`);
+        if (firstFailure) run.retried.push({ target: target.name, error: firstFailure });
+        break;
+      } catch (err) {
+        const error = (err as Error).message.split('\n')[0]!;
+        process.stderr.write(` failed: ${error}\n`);
+        if (attempt === 2) run.failed.push({ target: target.name, error });
+        firstFailure = error;
+      }
     }
   }
 }
@@ -270,5 +281,5 @@ const server = {
 const lines = renderResults(rows, server, run);
 mkdirSync(join(ROOT, 'bench'), { recursive: true });
 writeFileSync(join(ROOT, 'bench/RESULTS.md'), lines.join('\n'));
-writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: run.date, commit, quick, machine: run.machine, rows, failed: run.failed, skipped: run.skipped, server }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench/results.json'), `${JSON.stringify({ date: run.date, commit, quick, machine: run.machine, rows, failed: run.failed, retried: run.retried, skipped: run.skipped, server }, null, 2)}\n`);
 process.stdout.write(lines.join('\n'));
