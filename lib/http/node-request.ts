@@ -7,6 +7,12 @@ import { requestUrl, type HttpRequest } from './types.ts';
 // limit), its signal made only when asked for. The web Request, when a handler needs one
 // (the OAuth handlers behind `serve`), is made from it on demand.
 
+/**
+ * The headers of which Node keeps only the first field (IncomingMessage.headers), and cookie,
+ * which it joins with "; " where a web Headers uses ", ".
+ */
+const FIRST_ONLY = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent', 'cookie', 'set-cookie']);
+
 export class NodeRequest implements HttpRequest {
   readonly method: string;
   readonly url: string;
@@ -16,16 +22,30 @@ export class NodeRequest implements HttpRequest {
   #body: ReadableStream<Uint8Array> | null | undefined;
   #web: Request | undefined;
 
-  /** Throws on a Host that is not a host (requestUrl): the caller answers 400. */
+  /** Throws on a Host that is not a host (requestUrl), two of them included (RFC 9112 §3.2): the caller answers 400. */
   constructor(req: IncomingMessage) {
     this.#req = req;
     this.method = req.method ?? 'GET';
-    this.url = requestUrl(req.headers.host, req.url, 'http');
+    const host = this.headers.get('host') ?? undefined;
+    // Two Host fields read as "a, b", which is no host: requestUrl refuses it.
+    this.url = requestUrl(host, req.url, 'http');
   }
 
-  /** Each header as a web Headers would give it: every field of that name, joined by ", " (a repeated Authorization is not silently its first). */
+  /**
+   * Each header as a web Headers would give it: every field of that name, joined by ", ". Node
+   * joins most repeated headers so (its headers object, which it makes for every request
+   * anyway); of a few it keeps the first alone, and a repeated Authorization must not pass as
+   * its first token: those are read from the raw fields.
+   */
   readonly headers = {
-    get: (name: string): string | null => this.#req.headersDistinct[name.toLowerCase()]?.join(', ') ?? null,
+    get: (name: string): string | null => {
+      const key = name.toLowerCase();
+      if (!FIRST_ONLY.has(key)) return (this.#req.headers[key] as string | undefined) ?? null;
+      const raw = this.#req.rawHeaders;
+      let value: string | null = null;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === key.length && raw[i]!.toLowerCase() === key) value = value === null ? raw[i + 1]! : `${value}, ${raw[i + 1]!}`;
+      return value;
+    },
   };
 
   /** Aborted when the client goes away before the answer is out. */
@@ -52,7 +72,7 @@ export class NodeRequest implements HttpRequest {
    */
   text(limit: number): Promise<string | undefined> {
     const source = this.#req;
-    if (Number(source.headers['content-length'] ?? 0) > limit) return Promise.resolve(undefined);
+    if (Number(this.headers.get('content-length') ?? 0) > limit) return Promise.resolve(undefined);
     if (source.readableEnded) return Promise.resolve('');
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];

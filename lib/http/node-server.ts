@@ -106,8 +106,9 @@ function listener(handler: (request: NodeRequest, ctx: RequestContext) => Promis
     res.once('close', () => {
       if (!res.writableFinished) request.abort();
     });
-    const traceHeader = req.headers['x-cloud-trace-context'];
-    const ctx: RequestContext = { clientIp: clientIp(req.headers['x-forwarded-for'], req.socket.remoteAddress, options.trustedProxies ?? 0), trace: typeof traceHeader === 'string' ? traceHeader.split('/')[0] : undefined };
+    // Read as the handlers read them (node-request.ts): Node's own headers object is never made.
+    const trace = request.headers.get('x-cloud-trace-context');
+    const ctx: RequestContext = { clientIp: clientIp(request.headers.get('x-forwarded-for') ?? undefined, req.socket.remoteAddress, options.trustedProxies ?? 0), trace: trace?.split('/')[0] };
     let answer: Promise<Response>;
     try {
       answer = handler(request, ctx);

@@ -267,6 +267,8 @@ const rawCases = (): Array<[string, () => string, string, number?]> => [
   // Read as one field, as a web Headers would ("Bearer a, Bearer b"): neither token alone is taken, whichever comes first.
   ['two Authorization headers, a good token first', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nAuthorization: Bearer forged\r\nContent-Type: application/json\r\nContent-Length: ${LIST.length}\r\n\r\n${LIST}`, '401'],
   ['two Authorization headers, the same good token twice', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: ${LIST.length}\r\n\r\n${LIST}`, '401'],
+  // RFC 9112 §3.2: more than one Host field is a 400.
+  ['two Host headers', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: ${LIST.length}\r\n\r\n${LIST}`, '400'],
   ['a 100 KB Authorization header', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'A'.repeat(100_000)}\r\nContent-Length: 2\r\n\r\n{}`, '431'],
   ['a Content-Length of 1 GB on a tiny body', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token['ada /demo/mcp']}\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{}`, '413'],
   ['Transfer-Encoding that does not end in chunked', () => `POST /demo/mcp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n`, '400'],
