@@ -106,7 +106,7 @@ function listener(handler: (request: NodeRequest, ctx: RequestContext) => Promis
     res.once('close', () => {
       if (!res.writableFinished) request.abort();
     });
-    // Read as the handlers read them (node-request.ts): Node's own headers object is never made.
+    // Read as the handlers read them (node-request.ts): a repeated X-Forwarded-For is one list.
     const trace = request.headers.get('x-cloud-trace-context');
     const ctx: RequestContext = { clientIp: clientIp(request.headers.get('x-forwarded-for') ?? undefined, req.socket.remoteAddress, options.trustedProxies ?? 0), trace: trace?.split('/')[0] };
     let answer: Promise<Response>;
