@@ -77,7 +77,7 @@ export class NodeRequest implements HttpRequest {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      const done = () => source.off('data', onData).off('end', onEnd).off('error', onError);
+      const done = () => source.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
       const onData = (chunk: Buffer) => {
         size += chunk.length;
         if (size <= limit) return void chunks.push(chunk);
@@ -93,7 +93,9 @@ export class NodeRequest implements HttpRequest {
         done();
         reject(err);
       };
-      source.on('data', onData).on('end', onEnd).on('error', onError);
+      // Closed with neither an end nor an error (the connection cut by the server): nothing more will come.
+      const onClose = () => onError(new Error('the request closed before its body ended'));
+      source.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
     });
   }
 

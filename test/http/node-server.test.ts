@@ -133,6 +133,23 @@ describe('serveHttpHandler: requests as Node parsed them', () => {
     }
   });
 
+  it('a body cut off halfway ends the read with an error, not a wait that never ends', async () => {
+    let outcome!: (value: string) => void;
+    const read = new Promise<string>((resolve) => (outcome = resolve));
+    const server = await serveHttpHandler(async (req) => {
+      await readBodyLimited(req, 1000).then(() => outcome('read'), (err: Error) => outcome(`failed: ${err.message}`));
+      return new Response('done');
+    }, { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const socket = connect(server.port, '127.0.0.1', () => socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"half":'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.destroy();
+      expect(await read).toMatch(/^failed: /);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("aborts the request's signal when the client goes away, whether the handler took it before or after", async () => {
     const seen: Array<Promise<'aborted'>> = [];
     let arrived!: () => void;
