@@ -6,6 +6,8 @@ import { connect } from 'node:net';
 import { freePort } from '../cli/dev-backend.ts';
 import { Client, SSEClientTransport, StdioClientTransport, StreamableHTTPClientTransport } from '../lib/mcp/sdk.ts';
 import type { Transport } from '../lib/mcp/sdk.ts';
+import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { fetch as undiciFetch } from 'undici';
 import { collectGarbage, inspectorUrl } from '../test/support/heap.ts';
 import { authorizeWithDevSignIn } from '../test/support/oauth-client.ts';
 import { startFirestoreEmulator } from '../test/support/firestore-emulator.ts';
@@ -86,6 +88,19 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * The load generator's HTTP client: the SDK's transports on undici 8's fetch. Node 24's own
+ * fetch (undici 7) keeps an abort listener per request on the transport's one signal until
+ * the Request is collected, and adding each one scans those left (nodejs/undici#5285): a
+ * seventh of the client's CPU per call, the same for every target, on the two cores the
+ * gateways under test share with it.
+ */
+const clientFetch: FetchLike = (url, init) =>
+  // A Headers of Node's own undici is a foreign object to undici 8, converted field by field: handed over as a plain record.
+  undiciFetch(url, { ...init, headers: init?.headers instanceof Headers ? Object.fromEntries(init.headers) : init?.headers } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
+const streamable = (url: string, headers?: Record<string, string>) => new StreamableHTTPClientTransport(new URL(url), { fetch: clientFetch, ...(headers ? { requestInit: { headers } } : {}) });
+const sse = (url: string) => new SSEClientTransport(new URL(url), { fetch: clientFetch });
+
 async function connectWith(make: () => Transport): Promise<Connection> {
   const client = new Client({ name: 'bench', version: '1.0.0' });
   const transport = make();
@@ -130,7 +145,7 @@ export async function sdkServer(): Promise<Target> {
     role: 'sdk-server',
     version: `@modelcontextprotocol/sdk ${version('@modelcontextprotocol/sdk')}`,
     pids: [child.pid!],
-    connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`))),
+    connect: () => connectWith(() => streamable(`http://127.0.0.1:${port}/mcp`)),
     stop: () => stopProcess(child),
   };
 }
@@ -166,7 +181,7 @@ export async function mcpFront(): Promise<{ targets: Target[]; baseUrl: string; 
         role: 'mcp-front',
         version: `mcp-front (node ${own})`,
         pids: [child.pid!],
-        connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(`${baseUrl}${path}/mcp`), { requestInit: { headers } })),
+        connect: () => connectWith(() => streamable(`${baseUrl}${path}/mcp`, headers)),
         collectGarbage: async () => {
           const url = inspectorUrl(err);
           if (url) await collectGarbage(url);
@@ -226,7 +241,7 @@ export async function supergateway(transport: 'streamableHttp' | 'sse'): Promise
     role: 'peer',
     version: `supergateway ${version('supergateway')}`,
     pids: [child.pid!],
-    connect: () => connectWith(() => (transport === 'sse' ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url)))),
+    connect: () => connectWith(() => (transport === 'sse' ? sse(url) : streamable(url))),
     stop: () => stopProcess(child),
   };
 }
@@ -243,7 +258,7 @@ export async function mcpProxy(server: 'stream' | 'sse'): Promise<Target> {
     role: 'peer',
     version: `mcp-proxy ${version('mcp-proxy')}`,
     pids: [child.pid!],
-    connect: () => connectWith(() => (server === 'sse' ? new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`)) : new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)))),
+    connect: () => connectWith(() => (server === 'sse' ? sse(`http://127.0.0.1:${port}/sse`) : streamable(`http://127.0.0.1:${port}/mcp`))),
     stop: () => stopProcess(child),
   };
 }
@@ -286,7 +301,7 @@ export async function twoRouteInstances(): Promise<{ targets: Target[]; stop(): 
         version: `mcp-front (node ${version('node')})`,
         pids: instances.map((i) => i.pid()),
         manySessions: false,
-        connect: () => connectWith(() => new StreamableHTTPClientTransport(new URL(balancer.url), { requestInit: { headers } })),
+        connect: () => connectWith(() => streamable(balancer.url, headers)),
         stop: async () => undefined,
       });
     }
