@@ -26,6 +26,8 @@ export interface Row {
   gatewayCpuUs?: number;
   /** µs of CPU of their descendants (the floor: its own servers) per echo call, same window. */
   childrenCpuUs?: number;
+  /** µs of CPU of the benchmark's own process (the MCP clients) per call, same window: the load generator's share of the machine. */
+  clientCpuUs?: number;
   /** The floor's servers' µs per call when called directly at this target's 8-session rate. */
   floorChildrenCpuUsAtRate?: number;
   rssIdle?: number;
@@ -74,7 +76,8 @@ const READING = (sessions: number, settleSeconds: number, floor: Row | undefined
   "- The MCP SDK Streamable HTTP server is the demo server's own `--http` form (lib/mcp/sdk-sessions.ts: the SDK's transport, one per session; the tools in the same process; no auth), its own process: serving the same tools with no gateway at all, the reference for the gateways' CPU and p50.",
   "- The 2-instance rows are two route instances (services/route/main.ts) of /demo on the Firestore emulator behind the tests' balancer (a loopback proxy inside the benchmark process: one hop more than the single-instance rows); \"alternating\" relays every other call to the session's owner (so its p50 falls on the edge between relayed and direct calls), \"every call relayed\" all of them, and a relayed call costs 4 store reads and 4 writes (record and lease, the call frame, the answer frame, each deleted once read) where a call on the owner costs none (counted in test/route/relay-cost.test.ts); CPU and RSS are both instances summed.",
   '- Gateway CPU/call is the user + system CPU of the gateway processes (utime + stime in /proc/<pid>/stat) over the 8-session throughput window divided by the calls made in it (for the rows measured on one session only, its C=8 window); children CPU/call is the same for their descendants (the servers they started: for the http route its backend; for the direct floor the servers its clients started). Clock ticks are 10 ms: `--quick` windows are short and their CPU figures coarse.',
-  '- Many sessions: S clients, each with its own session, one call in flight on each, every answer compared with the text its session sent. A gateway sharing one server among sessions must keep their request ids apart; one that hands a session another\'s answer is shown with its count of wrong answers and is no reference for the ratios. The bench client runs on the same two cores as the gateway and the servers: calls/s are bounded by the CPU of all three, and the Streamable HTTP client costs more per call than the SSE one.',
+  '- Client CPU/call is the benchmark process itself (the MCP SDK clients on undici\'s fetch, and for the two-instance rows the balancer) over the same window: the load generator runs on the same two cores as the gateway and its servers, so calls/s are bounded by all three together, and a transport whose client costs more per call (Streamable HTTP, one fetch and one JSON body read per call, against SSE\'s POST answered 202 and an event on the open stream) gets fewer calls/s through the same gateway cost.',
+  '- Many sessions: S clients, each with its own session, one call in flight on each, every answer compared with the text its session sent. A gateway sharing one server among sessions must keep their request ids apart; one that hands a session another\'s answer is shown with its count of wrong answers and is no reference for the ratios.',
   `- RSS is the gateway processes alone (children are separate processes). KiB/session: RSS with ${sessions} sessions open, each having made one call, after a pause for GC to settle (${settleSeconds} s: V8's memory reducer shrinks an idle heap after ~10 s) and, for mcp-front's serve process, a full GC asked through its inspector, minus RSS before opening them measured the same way, divided by ${sessions}; measured before the latency and throughput load, whose garbage would hide the growth; server KiB/session is the same growth of their descendants (a whole stdio server per session for mcp-front and supergateway Streamable HTTP, one shared one for the others).`,
   '- The CPU profile behind the numbers: bench/profile/TOP.md (`npm run bench:profile`). On this 2-core VM figures move ±30% between runs, more when other work shares it: compare within one run.',
   '',
@@ -102,10 +105,10 @@ export function renderResults(rows: readonly Row[], server: ServerFigures, run: 
     '',
     'Every target serves the bundled demo server; latencies in ms, client-side, one session, sequential; throughput is calls/s, with C calls in flight on one session, and with 8 or 32 sessions open at once, one call in flight on each (every answer checked against what its session sent). Ratios are to the direct stdio floor.',
     '',
-    tableRow(['target', 'version', 'setup p50', 'setup p95', 'echo p50', 'echo p99', '100 KB p50', '100 KB p99', 'C=1', 'C=8', 'C=32', '8 sessions', '32 sessions', 'gateway CPU µs/call', 'children CPU µs/call', 'RSS idle MiB', `RSS ${run.sessions} sessions MiB`, 'KiB/session']),
-    tableRow(Array(18).fill('---')),
+    tableRow(['target', 'version', 'setup p50', 'setup p95', 'echo p50', 'echo p99', '100 KB p50', '100 KB p99', 'C=1', 'C=8', 'C=32', '8 sessions', '32 sessions', 'gateway CPU µs/call', 'children CPU µs/call', 'client CPU µs/call', 'RSS idle MiB', `RSS ${run.sessions} sessions MiB`, 'KiB/session']),
+    tableRow(Array(19).fill('---')),
     ...rows.map((r) =>
-      tableRow([r.target, r.version, ratio(r.setupP50, floor?.setupP50), ratio(r.setupP95, floor?.setupP95), ratio(r.echoP50, floor?.echoP50), ratio(r.echoP99, floor?.echoP99), ratio(r.bigP50, floor?.bigP50), ratio(r.bigP99, floor?.bigP99), r.throughput[1]!, r.throughput[8]!, r.throughput[32]!, sessionsCell(r, 8), sessionsCell(r, 32), dash(r.gatewayCpuUs), dash(r.childrenCpuUs), dash(r.rssIdle), dash(r.rssOpen), dash(r.perSessionKiB)]),
+      tableRow([r.target, r.version, ratio(r.setupP50, floor?.setupP50), ratio(r.setupP95, floor?.setupP95), ratio(r.echoP50, floor?.echoP50), ratio(r.echoP99, floor?.echoP99), ratio(r.bigP50, floor?.bigP50), ratio(r.bigP99, floor?.bigP99), r.throughput[1]!, r.throughput[8]!, r.throughput[32]!, sessionsCell(r, 8), sessionsCell(r, 32), dash(r.gatewayCpuUs), dash(r.childrenCpuUs), dash(r.clientCpuUs), dash(r.rssIdle), dash(r.rssOpen), dash(r.perSessionKiB)]),
     ),
     '',
     ...run.skipped.map((reason) => `Not measured: ${reason}.`),

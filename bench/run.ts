@@ -83,10 +83,10 @@ async function measure(target: Target): Promise<Row> {
   // Throughput: C calls in flight on one session, for a fixed time; CPU counted over the C=8 window.
   const children = () => (target.pids.length ? descendantPids(target.pids) : session.serverPid ? [session.serverPid] : []);
   const throughput: Record<number, number> = {};
-  const cpu: Pick<Row, 'gatewayCpuUs' | 'childrenCpuUs'> = {};
+  const cpu: Pick<Row, 'gatewayCpuUs' | 'childrenCpuUs' | 'clientCpuUs'> = {};
   for (const c of [1, 8, 32]) {
     let done = 0;
-    const [gateway, servers] = [cpuWindow(() => target.pids), cpuWindow(children)];
+    const [gateway, servers, clientCpu] = [cpuWindow(() => target.pids), cpuWindow(children), process.cpuUsage()];
     const until = performance.now() + N.seconds * 1000;
     await Promise.all(
       Array.from({ length: c }, async () => {
@@ -98,12 +98,13 @@ async function measure(target: Target): Promise<Row> {
     );
     throughput[c] = Math.round(done / N.seconds);
     if (c !== 8) continue;
-    const [gatewayUs, childrenUs] = [gateway.end(), servers.end()];
+    const [gatewayUs, childrenUs, clientUs] = [gateway.end(), servers.end(), cpuOf(process.cpuUsage(clientCpu))];
     if (gatewayUs !== undefined) cpu.gatewayCpuUs = Math.round(gatewayUs / done);
     if (childrenUs !== undefined) cpu.childrenCpuUs = Math.round(childrenUs / done);
+    cpu.clientCpuUs = Math.round(clientUs / done);
   }
   await session.close();
-  const sessions: Pick<Row, 'sessionsThroughput' | 'wrongAnswers' | 'gatewayCpuUs' | 'childrenCpuUs' | 'floorChildrenCpuUsAtRate'> = {};
+  const sessions: Pick<Row, 'sessionsThroughput' | 'wrongAnswers' | 'gatewayCpuUs' | 'childrenCpuUs' | 'clientCpuUs' | 'floorChildrenCpuUsAtRate'> = {};
   if (target.manySessions !== false) {
     sessions.sessionsThroughput = {};
     sessions.wrongAnswers = {};
@@ -113,7 +114,7 @@ async function measure(target: Target): Promise<Row> {
       sessions.wrongAnswers[count] = load.wrong;
       // CPU per call as the issue counts it: at 8 sessions, one call in flight on each.
       if (count !== 8) continue;
-      Object.assign(sessions, { gatewayCpuUs: load.gatewayUs ?? cpu.gatewayCpuUs, childrenCpuUs: load.childrenUs ?? cpu.childrenCpuUs });
+      Object.assign(sessions, { gatewayCpuUs: load.gatewayUs ?? cpu.gatewayCpuUs, childrenCpuUs: load.childrenUs ?? cpu.childrenCpuUs, clientCpuUs: load.clientUs });
       // A server's CPU per call depends on how often it is called (woken from idle at each
       // call, or kept busy): its cost behind this gateway is compared with the floor's own
       // servers called directly at the same rate.
@@ -140,6 +141,9 @@ async function measure(target: Target): Promise<Row> {
 
 const SESSION_COUNTS = [8, 32] as const;
 
+/** User + system µs of a process.cpuUsage() difference. */
+const cpuOf = (usage: NodeJS.CpuUsage) => usage.user + usage.system;
+
 /**
  * Calls/s with `count` sessions open at once, one call in flight on each: the load of that many
  * users, each session with its own server where the gateway gives it one. Every answer is
@@ -147,14 +151,14 @@ const SESSION_COUNTS = [8, 32] as const;
  * CPU per call of the gateway and of the servers over the same window. With `pace`, calls/s
  * in all are held to it (each session's calls spaced evenly), for a comparison at equal rates.
  */
-async function manySessions(target: Target, count: number, pace?: number): Promise<{ rate: number; wrong: number; gatewayUs?: number; childrenUs?: number }> {
+async function manySessions(target: Target, count: number, pace?: number): Promise<{ rate: number; wrong: number; gatewayUs?: number; childrenUs?: number; clientUs: number }> {
   const open: Connection[] = [];
   try {
     // Opened eight at a time, each warmed with one call before the window opens.
     for (let i = 0; i < count; i += 8) open.push(...(await Promise.all(Array.from({ length: Math.min(8, count - i) }, () => target.connect()))));
     await Promise.all(open.map((s) => s.client.callTool(echo)));
     const children = () => (target.pids.length ? descendantPids(target.pids) : open.flatMap((s) => (s.serverPid ? [s.serverPid] : [])));
-    const [gateway, servers] = [cpuWindow(() => target.pids), cpuWindow(children)];
+    const [gateway, servers, clientCpu] = [cpuWindow(() => target.pids), cpuWindow(children), process.cpuUsage()];
     let done = 0;
     let wrong = 0;
     const started = performance.now();
@@ -171,8 +175,8 @@ async function manySessions(target: Target, count: number, pace?: number): Promi
         }
       }),
     );
-    const [gatewayUs, childrenUs] = [gateway.end(), servers.end()];
-    return { rate: Math.round(done / N.seconds), wrong, gatewayUs: gatewayUs === undefined ? undefined : Math.round(gatewayUs / done), childrenUs: childrenUs === undefined ? undefined : Math.round(childrenUs / done) };
+    const [gatewayUs, childrenUs, clientUs] = [gateway.end(), servers.end(), cpuOf(process.cpuUsage(clientCpu))];
+    return { rate: Math.round(done / N.seconds), wrong, gatewayUs: gatewayUs === undefined ? undefined : Math.round(gatewayUs / done), childrenUs: childrenUs === undefined ? undefined : Math.round(childrenUs / done), clientUs: Math.round(clientUs / done) };
   } finally {
     await Promise.all(open.map((s) => s.close()));
     await pause(1000); // their servers exit before anything else is timed
